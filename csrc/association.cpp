@@ -1,0 +1,5 @@
+#include "association.h"
+
+#include "common.h"
+
+namespace uasan {}  // namespace uasan

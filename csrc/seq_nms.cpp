@@ -1,0 +1,5 @@
+#include "seq_nms.h"
+
+#include "common.h"
+
+namespace uasan {}  // namespace uasan
