@@ -12,6 +12,7 @@
 #include "association.h"
 #include "boxes.h"
 #include "common.h"
+#include "eval.h"
 #include "seq_nms.h"
 
 namespace py = pybind11;
@@ -172,4 +173,6 @@ PYBIND11_MODULE(_C, m) {
   // --- seq_nms ---  (bindings for csrc/seq_nms.{h,cpp}; owned by the seq_nms op)
 
   // --- association ---  (bindings for csrc/association.{h,cpp}; owned by the association op)
+
+  // --- eval ---  (bindings for csrc/eval.{h,cpp}; owned by uasan.evaluation)
 }

@@ -1,0 +1,5 @@
+#include "eval.h"
+
+#include "common.h"
+
+namespace uasan {}  // namespace uasan
