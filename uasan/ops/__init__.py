@@ -1,1 +1,36 @@
-"""Public fast ops."""
+"""Public fast ops. Each op ``<op>`` has a reference ``<op>_ref`` beside it and dispatches with ``impl=``.
+
+Nothing here imports models, data or engine code, and nothing queries the GPU at import time.
+"""
+
+from uasan.ops.boxes import (
+    box_giou,
+    box_giou_ref,
+    box_iou,
+    box_iou_ref,
+    pair_giou_start_end,
+    pair_giou_start_end_ref,
+    pair_motion_features,
+    pair_motion_features_ref,
+    pair_union_boxes,
+    pair_union_boxes_ref,
+    viou_matrix,
+    viou_matrix_ref,
+    viou_ref,
+)
+
+__all__ = [
+    "box_giou",
+    "box_giou_ref",
+    "box_iou",
+    "box_iou_ref",
+    "pair_giou_start_end",
+    "pair_giou_start_end_ref",
+    "pair_motion_features",
+    "pair_motion_features_ref",
+    "pair_union_boxes",
+    "pair_union_boxes_ref",
+    "viou_matrix",
+    "viou_matrix_ref",
+    "viou_ref",
+]
