@@ -112,27 +112,29 @@ carray<T> pair_giou_start_end_py(carray<T> boxes, carray<bool> valid, carray<int
   return out;
 }
 
-uasan::TrajSet traj_set(const char* arg, const carray<double>& boxes, const carray<int64_t>& starts,
+uasan::TrajSet traj_set(const char* op, const char* arg, const carray<double>& boxes, const carray<int64_t>& starts,
                         const carray<int64_t>& offsets) {
-  require_shape("viou_matrix", arg, boxes, {-1, 4}, "(sum T, 4) boxes");
-  require_shape("viou_matrix", arg, starts, {-1}, "(count,) starts");
-  require_shape("viou_matrix", arg, offsets, {starts.shape(0) + 1}, "(count + 1,) offsets");
+  require_shape(op, arg, boxes, {-1, 4}, "(sum T, 4) boxes");
+  require_shape(op, arg, starts, {-1}, "(count,) starts");
+  require_shape(op, arg, offsets, {starts.shape(0) + 1}, "(count + 1,) offsets");
   if (offsets.data()[starts.shape(0)] != boxes.shape(0)) {
-    uasan::fail("viou_matrix", "expected ", arg, " offsets to end at the number of boxes ", boxes.shape(0),
-                ", but got ", offsets.data()[starts.shape(0)]);
+    uasan::fail(op, "expected ", arg, " offsets to end at the number of boxes ", boxes.shape(0), ", but got ",
+                offsets.data()[starts.shape(0)]);
   }
   return {boxes.data(), starts.data(), offsets.data(), starts.shape(0)};
 }
 
-carray<double> viou_matrix_py(carray<double> boxes_a, carray<int64_t> starts_a, carray<int64_t> offsets_a,
-                              carray<double> boxes_b, carray<int64_t> starts_b, carray<int64_t> offsets_b,
-                              bool plus_one) {
-  const uasan::TrajSet a = traj_set("trajs_a", boxes_a, starts_a, offsets_a);
-  const uasan::TrajSet b = traj_set("trajs_b", boxes_b, starts_b, offsets_b);
+// viou_matrix / vpoi_matrix share their signature: CSR trajectories a and b -> (A, B) float64.
+template <void (*F)(const uasan::TrajSet&, const uasan::TrajSet&, bool, double*)>
+carray<double> traj_matrix_py(const char* op, carray<double> boxes_a, carray<int64_t> starts_a,
+                              carray<int64_t> offsets_a, carray<double> boxes_b, carray<int64_t> starts_b,
+                              carray<int64_t> offsets_b, bool plus_one) {
+  const uasan::TrajSet a = traj_set(op, "trajs_a", boxes_a, starts_a, offsets_a);
+  const uasan::TrajSet b = traj_set(op, "trajs_b", boxes_b, starts_b, offsets_b);
   carray<double> out({a.count, b.count});
   {
     py::gil_scoped_release nogil;
-    uasan::viou_matrix(a, b, plus_one, out.mutable_data());
+    F(a, b, plus_one, out.mutable_data());
   }
   return out;
 }
@@ -167,8 +169,16 @@ PYBIND11_MODULE(_C, m) {
             py::arg("boxes"), py::arg("valid"), py::arg("pairs"), py::arg("min_size"));
   def_float(m, "pair_giou_start_end", &pair_giou_start_end_py<double>, &pair_giou_start_end_py<float>,
             py::arg("boxes"), py::arg("valid"), py::arg("pairs"), py::arg("plus_one"));
-  m.def("viou_matrix", &viou_matrix_py, py::arg("boxes_a"), py::arg("starts_a"), py::arg("offsets_a"),
-        py::arg("boxes_b"), py::arg("starts_b"), py::arg("offsets_b"), py::arg("plus_one"));
+  for (const char* op : {"viou_matrix", "vpoi_matrix"}) {
+    auto fn = std::string(op) == "viou_matrix" ? &traj_matrix_py<uasan::viou_matrix>
+                                               : &traj_matrix_py<uasan::vpoi_matrix>;
+    m.def(
+        op,
+        [fn, op](carray<double> ba, carray<int64_t> sa, carray<int64_t> oa, carray<double> bb, carray<int64_t> sb,
+                 carray<int64_t> ob, bool plus_one) { return fn(op, ba, sa, oa, bb, sb, ob, plus_one); },
+        py::arg("boxes_a"), py::arg("starts_a"), py::arg("offsets_a"), py::arg("boxes_b"), py::arg("starts_b"),
+        py::arg("offsets_b"), py::arg("plus_one"));
+  }
 
   // --- seq_nms ---  (bindings for csrc/seq_nms.{h,cpp}; owned by the seq_nms op)
 

@@ -199,9 +199,14 @@ void check_traj_set(const char* op, const char* arg, const TrajSet& s) {
   check_boxes(op, arg, s.boxes, s.offsets[s.count]);
 }
 
-void viou_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out) {
-  check_traj_set("viou_matrix", "trajs_a", a);
-  check_traj_set("viou_matrix", "trajs_b", b);
+namespace {
+
+// Shared pair loop of viou_matrix / vpoi_matrix: intersection volume over the common frames, divided by the
+// union of the whole volumes (vIoU) or by a's volume within the common frames (vPoI).
+template <bool kPoI>
+void traj_overlap_matrix(const char* op, const TrajSet& a, const TrajSet& b, bool plus_one, double* out) {
+  check_traj_set(op, "trajs_a", a);
+  check_traj_set(op, "trajs_b", b);
   const double off = plus_one ? 1.0 : 0.0;
   auto volumes = [off](const TrajSet& s) {
     std::vector<double> v(s.count, 0.0);
@@ -220,14 +225,28 @@ void viou_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out)
       double v = 0.0;
       if (lo < hi) {
         const double* bb = b.boxes + 4 * b.offsets[j];
-        double ov = 0.0;
-        for (int64_t f = lo; f < hi; ++f) ov += inter(load(ba + 4 * (f - sa)), load(bb + 4 * (f - sb)), off);
-        const double u = va[i] + vb[j] - ov;
-        v = u > 0 ? ov / u : 0.0;
+        double ov = 0.0, den = 0.0;
+        for (int64_t f = lo; f < hi; ++f) {
+          const Box x = load(ba + 4 * (f - sa));
+          ov += inter(x, load(bb + 4 * (f - sb)), off);
+          if (kPoI) den += area(x, off);
+        }
+        if (!kPoI) den = va[i] + vb[j] - ov;
+        v = den > 0 ? ov / den : 0.0;
       }
       out[i * b.count + j] = v;
     }
   }
+}
+
+}  // namespace
+
+void viou_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out) {
+  traj_overlap_matrix<false>("viou_matrix", a, b, plus_one, out);
+}
+
+void vpoi_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out) {
+  traj_overlap_matrix<true>("vpoi_matrix", a, b, plus_one, out);
 }
 
 #define UASAN_INSTANTIATE(T)                                                                                       \

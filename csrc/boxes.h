@@ -42,6 +42,10 @@ struct TrajSet {
 // out (a.count, b.count): official vIoU (VidVRD-helper evaluation/common.py: viou).
 void viou_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out);
 
+// out (a.count, b.count): vPoI, the intersection volume over a's volume within the temporal overlap (0 without
+// overlap). Used for label assignment of proposal pairs (DESIGN §4).
+void vpoi_matrix(const TrajSet& a, const TrajSet& b, bool plus_one, double* out);
+
 // Validates a TrajSet (finite ordered boxes, non-negative starts, monotone offsets); raises std::invalid_argument.
 void check_traj_set(const char* op, const char* arg, const TrajSet& s);
 

@@ -17,6 +17,9 @@ from uasan.ops.boxes import (
     viou_matrix,
     viou_matrix_ref,
     viou_ref,
+    vpoi_matrix,
+    vpoi_matrix_ref,
+    vpoi_ref,
 )
 
 __all__ = [
@@ -33,4 +36,7 @@ __all__ = [
     "viou_matrix",
     "viou_matrix_ref",
     "viou_ref",
+    "vpoi_matrix",
+    "vpoi_matrix_ref",
+    "vpoi_ref",
 ]

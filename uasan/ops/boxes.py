@@ -418,6 +418,22 @@ def viou_ref(start_a: int, boxes_a: np.ndarray, start_b: int, boxes_b: np.ndarra
     return overlap / union if union > 0 else 0.0
 
 
+def vpoi_ref(start_a: int, boxes_a: np.ndarray, start_b: int, boxes_b: np.ndarray, *, plus_one: bool = True) -> float:
+    """vPoI of proposal a against trajectory b: Σ_t |a_t ∩ b_t| / Σ_t |a_t| over the common frames t; 0 without
+    temporal overlap (DESIGN §4, label assignment of proposal pairs)."""
+    off = 1.0 if plus_one else 0.0
+    lo, hi = max(start_a, start_b), min(start_a + len(boxes_a), start_b + len(boxes_b))
+    if lo >= hi:
+        return 0.0
+    ra = boxes_a[lo - start_a : hi - start_a].astype(np.float64)
+    rb = boxes_b[lo - start_b : hi - start_b].astype(np.float64)
+    iw = np.minimum(ra[:, 2], rb[:, 2]) - np.maximum(ra[:, 0], rb[:, 0]) + off
+    ih = np.minimum(ra[:, 3], rb[:, 3]) - np.maximum(ra[:, 1], rb[:, 1]) + off
+    overlap = float(np.sum(np.where((iw > 0) & (ih > 0), iw * ih, 0.0)))
+    own = float(np.sum((ra[:, 2] - ra[:, 0] + off) * (ra[:, 3] - ra[:, 1] + off)))
+    return overlap / own if own > 0 else 0.0
+
+
 def _traj_set(trajs: Sequence[Trajectory], op: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattens trajectories once into CSR: boxes (ΣT, 4) float64, starts (K,), offsets (K + 1,)."""
     if isinstance(trajs, (str, bytes, dict)) or not isinstance(trajs, Sequence):
@@ -444,24 +460,46 @@ def _traj_set(trajs: Sequence[Trajectory], op: str, name: str) -> tuple[np.ndarr
     return flat, starts, offsets
 
 
-def viou_matrix_ref(trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True) -> np.ndarray:
-    """(A, B) official vIoU of every pair, one :func:`viou_ref` call per pair."""
+def _pairwise_ref(fn, trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], plus_one: bool) -> np.ndarray:
     out = np.zeros((len(trajs_a), len(trajs_b)), dtype=np.float64)
     for i, (sa, ba) in enumerate(trajs_a):
         for j, (sb, bb) in enumerate(trajs_b):
-            out[i, j] = viou_ref(int(sa), np.asarray(ba), int(sb), np.asarray(bb), plus_one=plus_one)
+            out[i, j] = fn(int(sa), np.asarray(ba), int(sb), np.asarray(bb), plus_one=plus_one)
     return out
+
+
+def viou_matrix_ref(trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True) -> np.ndarray:
+    """(A, B) official vIoU of every pair, one :func:`viou_ref` call per pair."""
+    return _pairwise_ref(viou_ref, trajs_a, trajs_b, plus_one)
+
+
+def vpoi_matrix_ref(trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True) -> np.ndarray:
+    """(A, B) vPoI of every proposal in ``trajs_a`` against every trajectory in ``trajs_b`` (:func:`vpoi_ref`)."""
+    return _pairwise_ref(vpoi_ref, trajs_a, trajs_b, plus_one)
 
 
 def viou_matrix_torch(
     trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True, chunk: int = 1 << 22
 ) -> Any:
     """Vectorised PyTorch vIoU: trajectories on a dense frame grid, intersections summed in row chunks."""
+    return _traj_matrix_torch("viou_matrix", trajs_a, trajs_b, plus_one, chunk)
+
+
+def vpoi_matrix_torch(
+    trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True, chunk: int = 1 << 22
+) -> Any:
+    """Vectorised PyTorch vPoI on the same dense frame grid as :func:`viou_matrix_torch`."""
+    return _traj_matrix_torch("vpoi_matrix", trajs_a, trajs_b, plus_one, chunk)
+
+
+def _traj_matrix_torch(
+    op: str, trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], plus_one: bool, chunk: int
+) -> Any:
     import torch
 
     off = 1.0 if plus_one else 0.0
-    flat_a, sa, oa = _traj_set(trajs_a, "viou_matrix", "trajs_a")
-    flat_b, sb, ob = _traj_set(trajs_b, "viou_matrix", "trajs_b")
+    flat_a, sa, oa = _traj_set(trajs_a, op, "trajs_a")
+    flat_b, sb, ob = _traj_set(trajs_b, op, "trajs_b")
     A, B = len(sa), len(sb)
     out = torch.zeros((A, B), dtype=torch.float64)
     if A == 0 or B == 0:
@@ -481,34 +519,57 @@ def viou_matrix_torch(
 
     ga, ma = dense(flat_a, sa, oa)
     gb, mb = dense(flat_b, sb, ob)
-    vol = lambda g, m: (((g[..., 2] - g[..., 0] + off) * (g[..., 3] - g[..., 1] + off)) * m).sum(1)  # noqa: E731
-    va, vb = vol(ga, ma), vol(gb, mb)
+    area_a = (ga[..., 2] - ga[..., 0] + off) * (ga[..., 3] - ga[..., 1] + off) * ma  # (A, F)
+    area_b = (gb[..., 2] - gb[..., 0] + off) * (gb[..., 3] - gb[..., 1] + off) * mb  # (B, F)
+    va, vb = area_a.sum(1), area_b.sum(1)
     F = ga.shape[1]
     rows = max(1, chunk // max(B * F, 1))
     for i in range(0, A, rows):
         a, m = ga[i : i + rows, None], ma[i : i + rows, None]  # (r, 1, F, 4)
+        both = m & mb[None]  # (r, B, F)
         wh = torch.minimum(a[..., 2:], gb[None, ..., 2:]) - torch.maximum(a[..., :2], gb[None, ..., :2]) + off
-        inter = (wh.clamp_min(0).prod(-1) * (m & mb[None])).sum(-1)  # (r, B)
-        union = va[i : i + rows, None] + vb[None] - inter
-        out[i : i + rows] = (inter / union.clamp_min(1e-300)).where(union > 0, 0.0)
+        inter = torch.where((wh > 0).all(-1) & both, wh.prod(-1), 0.0).sum(-1)  # (r, B)
+        if op == "vpoi_matrix":
+            den = (area_a[i : i + rows, None] * both).sum(-1)  # a's volume over the common frames
+        else:
+            den = va[i : i + rows, None] + vb[None] - inter
+        out[i : i + rows] = (inter / den.clamp_min(1e-300)).where(den > 0, 0.0)
     return out
+
+
+def _traj_matrix(op: str, trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], plus_one: bool, impl: str):
+    path = resolve_impl(impl, op, _IMPLS, fallback="torch")
+    as_tensor = any(is_tensor(t[1]) for t in (*trajs_a, *trajs_b) if isinstance(t, (tuple, list)) and len(t) == 2)
+    if path == "cpp":
+        fa, sa, oa = _traj_set(trajs_a, op, "trajs_a")
+        fb, sb, ob = _traj_set(trajs_b, op, "trajs_b")
+        out = getattr(_ext.ext(), op)(fa, sa, oa, fb, sb, ob, bool(plus_one))
+    elif path == "torch":
+        out = _traj_matrix_torch(op, trajs_a, trajs_b, plus_one, 1 << 22).numpy()
+    else:
+        _traj_set(trajs_a, op, "trajs_a")  # same validation on every path
+        _traj_set(trajs_b, op, "trajs_b")
+        out = _pairwise_ref(viou_ref if op == "viou_matrix" else vpoi_ref, trajs_a, trajs_b, plus_one)
+    return like(out, as_tensor)
 
 
 def viou_matrix(
     trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True, impl: str = "auto"
-) -> np.ndarray:
+) -> Array:
     """Official vIoU (A, B) between two lists of trajectories ``(start_frame, boxes (T, 4))``, float64.
 
     Equals VidVRD-helper ``evaluation/common.py: viou`` on each pair: durations are ``[start, start + T)``,
     volumes are taken over each whole trajectory, pixels are inclusive unless ``plus_one=False``.
     """
-    path = resolve_impl(impl, "viou_matrix", _IMPLS, fallback="torch")
-    if path == "cpp":
-        fa, sa, oa = _traj_set(trajs_a, "viou_matrix", "trajs_a")
-        fb, sb, ob = _traj_set(trajs_b, "viou_matrix", "trajs_b")
-        return _ext.ext().viou_matrix(fa, sa, oa, fb, sb, ob, bool(plus_one))
-    if path == "torch":
-        return viou_matrix_torch(trajs_a, trajs_b, plus_one=plus_one).numpy()
-    _traj_set(trajs_a, "viou_matrix", "trajs_a")  # same validation on every path
-    _traj_set(trajs_b, "viou_matrix", "trajs_b")
-    return viou_matrix_ref(trajs_a, trajs_b, plus_one=plus_one)
+    return _traj_matrix("viou_matrix", trajs_a, trajs_b, plus_one, impl)
+
+
+def vpoi_matrix(
+    trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True, impl: str = "auto"
+) -> Array:
+    """vPoI (A, B) of every proposal in ``trajs_a`` against every trajectory in ``trajs_b``, float64.
+
+    vPoI(a, b) = Σ_t |a_t ∩ b_t| / Σ_t |a_t| over the frames t both cover (0 without overlap): how much of the
+    proposal lies inside b. A proposal pair takes a relation's predicates when min(vPoI_s, vPoI_o) > 0.9.
+    """
+    return _traj_matrix("vpoi_matrix", trajs_a, trajs_b, plus_one, impl)
