@@ -131,7 +131,8 @@ def _box_pair_op(op: str, a: Array, b: Array, plus_one: bool, impl: str) -> Arra
     if an.dtype != bn.dtype:  # one float dtype for both, as the result would have
         an, bn = an.astype(np.float64), bn.astype(np.float64)
     if path == "cpp":
-        out = getattr(_ext.ext(), op)(an, bn, plus_one)
+        # contiguous inputs keep pybind11 on the overload of their own dtype (no silent float64 copy)
+        out = getattr(_ext.ext(), op)(np.ascontiguousarray(an), np.ascontiguousarray(bn), plus_one)
     elif path == "torch":
         import torch
 
@@ -145,7 +146,9 @@ def _box_pair_op(op: str, a: Array, b: Array, plus_one: bool, impl: str) -> Arra
 def _box_pair_torch(op: str, a: Any, b: Any, plus_one: bool) -> Any:
     for name, x in (("a", a), ("b", b)):
         if x.ndim != 2 or x.shape[1] != 4:
-            raise ValueError(f"{op}: expected {name} of shape ({'N' if name == 'a' else 'M'}, 4), but got {tuple(x.shape)}")
+            raise ValueError(
+                f"{op}: expected {name} of shape ({'N' if name == 'a' else 'M'}, 4), but got {tuple(x.shape)}"
+            )
         if not x.dtype.is_floating_point:
             x = x.double()
         if not bool(x.isfinite().all()):
@@ -186,7 +189,9 @@ def _pair_inputs(op: str, boxes: Array, valid: Array, pairs: Array) -> tuple[np.
     check_shape(p, op, "pairs", (None, 2), "(P, 2)")
     if p.size and (p.min() < 0 or p.max() >= b.shape[0]):
         k = int(np.argmax((p < 0).any(1) | (p >= b.shape[0]).any(1)))
-        raise ValueError(f"{op}: expected pairs to index trajectories in [0, {b.shape[0]}), but pairs[{k}] is {p[k].tolist()}")
+        raise ValueError(
+            f"{op}: expected pairs to index trajectories in [0, {b.shape[0]}), but pairs[{k}] is {p[k].tolist()}"
+        )
     check_boxes(b[v], op, "boxes")
     return b, v, p
 
@@ -262,8 +267,11 @@ def _first_last_torch(valid: Any) -> tuple[Any, Any, Any]:
     import torch
 
     T = valid.shape[1]
-    idx = torch.arange(T, device=valid.device)
     exists = valid.any(1)
+    if T == 0:  # no frames: nothing exists, indices are placeholders
+        zeros = torch.zeros(valid.shape[0], dtype=torch.long, device=valid.device)
+        return zeros, zeros, exists
+    idx = torch.arange(T, device=valid.device)
     first = torch.where(valid, idx, T).amin(1).clamp_max(max(T - 1, 0))
     last = torch.where(valid, idx, -1).amax(1).clamp_min(0)
     return first, last, exists
@@ -289,8 +297,10 @@ def _end_boxes_torch(boxes: Any, valid: Any) -> tuple[Any, Any, Any, Any]:
 
     first, last, exists = _first_last_torch(valid)
     n = torch.arange(boxes.shape[0], device=boxes.device)
-    ends = torch.stack([boxes[n, first], boxes[n, last]], dim=1) if boxes.shape[1] else boxes.new_zeros(
-        (boxes.shape[0], 2, 4)
+    ends = (
+        torch.stack([boxes[n, first], boxes[n, last]], dim=1)
+        if boxes.shape[1]
+        else boxes.new_zeros((boxes.shape[0], 2, 4))
     )
     t = torch.stack([first, last + 1], dim=1).to(torch.float64)
     return ends, t, exists, n
@@ -332,16 +342,31 @@ def pair_giou_start_end_torch(boxes: Any, valid: Any, pairs: Any, *, plus_one: b
     return torch.where(ok, giou, torch.zeros((), dtype=giou.dtype)).to(boxes.dtype)
 
 
+def _check_device_pair_inputs(op: str, boxes: Any, valid: Any, pairs: Any) -> None:
+    for name, x in (("valid", valid), ("pairs", pairs)):
+        if not is_tensor(x) or x.device != boxes.device:
+            raise ValueError(f"{op}: expected {name} as a tensor on {boxes.device} like boxes")
+    if boxes.ndim != 3 or boxes.shape[-1] != 4 or not boxes.dtype.is_floating_point:
+        raise ValueError(f"{op}: expected boxes of shape (N, T, 4) and a float dtype, but got {tuple(boxes.shape)}")
+    if tuple(valid.shape) != tuple(boxes.shape[:2]):
+        raise ValueError(f"{op}: expected valid of shape (N, T) matching boxes, but got {tuple(valid.shape)}")
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"{op}: expected pairs of shape (P, 2), but got {tuple(pairs.shape)}")
+    if pairs.numel() and (int(pairs.min()) < 0 or int(pairs.max()) >= boxes.shape[0]):
+        raise ValueError(f"{op}: expected pairs to index trajectories in [0, {boxes.shape[0]})")
+
+
 def _run_pair_op(op: str, boxes: Array, valid: Array, pairs: Array, impl: str, ref, torch_fn, **kw: Any) -> Any:
     path = _impl_for(impl, op, boxes, valid, pairs)
     as_tensor = any(is_tensor(x) for x in (boxes, valid, pairs))
     if path == "torch" and is_tensor(boxes) and boxes.device.type != "cpu":
-        import torch
-
+        _check_device_pair_inputs(op, boxes, valid, pairs)  # shapes and indices only: no host round trip of boxes
         return torch_fn(boxes, valid.bool(), pairs.long(), **kw)
     b, v, p = _pair_inputs(op, boxes, valid, pairs)
     if path == "cpp":
-        out = getattr(_ext.ext(), op)(b, v, p, *kw.values())
+        out = getattr(_ext.ext(), op)(
+            np.ascontiguousarray(b), np.ascontiguousarray(v), np.ascontiguousarray(p), *kw.values()
+        )
     elif path == "torch":
         import torch
 
@@ -375,7 +400,13 @@ def pair_motion_features(
     if not (np.isfinite(min_size) and min_size > 0):
         raise ValueError(f"pair_motion_features: expected min_size > 0, but got {min_size}")
     return _run_pair_op(
-        "pair_motion_features", boxes, valid, pairs, impl, pair_motion_features_ref, pair_motion_features_torch,
+        "pair_motion_features",
+        boxes,
+        valid,
+        pairs,
+        impl,
+        pair_motion_features_ref,
+        pair_motion_features_torch,
         min_size=float(min_size),
     )
 
@@ -385,7 +416,13 @@ def pair_giou_start_end(
 ) -> Array:
     """GIoU + 1 of each pair's first boxes and of its last boxes → (P, 2); see :func:`pair_giou_start_end_ref`."""
     return _run_pair_op(
-        "pair_giou_start_end", boxes, valid, pairs, impl, pair_giou_start_end_ref, pair_giou_start_end_torch,
+        "pair_giou_start_end",
+        boxes,
+        valid,
+        pairs,
+        impl,
+        pair_giou_start_end_ref,
+        pair_giou_start_end_torch,
         plus_one=bool(plus_one),
     )
 
@@ -437,7 +474,9 @@ def vpoi_ref(start_a: int, boxes_a: np.ndarray, start_b: int, boxes_b: np.ndarra
 def _traj_set(trajs: Sequence[Trajectory], op: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattens trajectories once into CSR: boxes (ΣT, 4) float64, starts (K,), offsets (K + 1,)."""
     if isinstance(trajs, (str, bytes, dict)) or not isinstance(trajs, Sequence):
-        raise ValueError(f"{op}: expected {name} to be a sequence of (start_frame, boxes) pairs, got {type(trajs).__name__}")
+        raise ValueError(
+            f"{op}: expected {name} to be a sequence of (start_frame, boxes) pairs, got {type(trajs).__name__}"
+        )
     starts = np.empty(len(trajs), dtype=np.int64)
     arrays = []
     for i, item in enumerate(trajs):
@@ -468,12 +507,16 @@ def _pairwise_ref(fn, trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajector
     return out
 
 
-def viou_matrix_ref(trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True) -> np.ndarray:
+def viou_matrix_ref(
+    trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True
+) -> np.ndarray:
     """(A, B) official vIoU of every pair, one :func:`viou_ref` call per pair."""
     return _pairwise_ref(viou_ref, trajs_a, trajs_b, plus_one)
 
 
-def vpoi_matrix_ref(trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True) -> np.ndarray:
+def vpoi_matrix_ref(
+    trajs_a: Sequence[Trajectory], trajs_b: Sequence[Trajectory], *, plus_one: bool = True
+) -> np.ndarray:
     """(A, B) vPoI of every proposal in ``trajs_a`` against every trajectory in ``trajs_b`` (:func:`vpoi_ref`)."""
     return _pairwise_ref(vpoi_ref, trajs_a, trajs_b, plus_one)
 
