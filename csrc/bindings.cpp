@@ -147,6 +147,34 @@ void def_float(py::module_& m, const char* name, F64 f64, F32 f32, const Extra&.
   m.def(name, f32, extra...);
 }
 
+// seq_nms bindings
+template <typename T>
+carray<T> seq_nms_array(const std::vector<T>& v) {
+  carray<T> a(static_cast<py::ssize_t>(v.size()));
+  T* out = a.mutable_data();
+  for (size_t i = 0; i < v.size(); ++i) out[i] = v[i];
+  return a;
+}
+
+py::tuple seq_nms_py(carray<double> boxes, carray<double> scores, std::optional<carray<int64_t>> labels,
+                     double link_iou, double suppress_iou, const std::string& rescore, const std::string& suppress,
+                     bool plus_one) {
+  require_shape("seq_nms", "boxes", boxes, {-1, -1, 4}, "(F, B, 4)");
+  require_shape("seq_nms", "scores", scores, {boxes.shape(0), boxes.shape(1)}, "(F, B) matching boxes");
+  if (labels) require_shape("seq_nms", "labels", *labels, {boxes.shape(0), boxes.shape(1)}, "(F, B) matching boxes");
+  const uasan::SeqNmsRescore rescore_mode = uasan::parse_seq_nms_rescore(rescore);
+  const uasan::SeqNmsSuppress suppress_mode = uasan::parse_seq_nms_suppress(suppress);
+  const int64_t* label_data = labels ? labels->data() : nullptr;
+  uasan::SeqNmsTracks tracks;
+  {
+    py::gil_scoped_release nogil;
+    tracks = uasan::seq_nms(boxes.data(), scores.data(), label_data, boxes.shape(0), boxes.shape(1), link_iou,
+                            suppress_iou, rescore_mode, suppress_mode, plus_one);
+  }
+  return py::make_tuple(seq_nms_array(tracks.starts), seq_nms_array(tracks.lengths), seq_nms_array(tracks.indices),
+                        seq_nms_array(tracks.scores));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -181,6 +209,9 @@ PYBIND11_MODULE(_C, m) {
   }
 
   // --- seq_nms ---  (bindings for csrc/seq_nms.{h,cpp}; owned by the seq_nms op)
+  m.def("seq_nms", &seq_nms_py, py::arg("boxes"), py::arg("scores"), py::arg("labels"), py::arg("link_iou"),
+        py::arg("suppress_iou"), py::arg("rescore"), py::arg("suppress"), py::arg("plus_one"),
+        "Seq-NMS over padded (F, B) detections; returns (starts, lengths, indices, scores) of the tracks.");
 
   // --- association ---  (bindings for csrc/association.{h,cpp}; owned by the association op)
 
