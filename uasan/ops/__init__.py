@@ -21,8 +21,12 @@ from uasan.ops.boxes import (
     vpoi_matrix_ref,
     vpoi_ref,
 )
+from uasan.ops.seq_nms import Track, seq_nms, seq_nms_ref
 
 __all__ = [
+    "Track",
+    "seq_nms",
+    "seq_nms_ref",
     "box_giou",
     "box_giou_ref",
     "box_iou",
