@@ -3,6 +3,7 @@
 Nothing here imports models, data or engine code, and nothing queries the GPU at import time.
 """
 
+from uasan.ops.association import greedy_relation_association, greedy_relation_association_ref
 from uasan.ops.boxes import (
     box_giou,
     box_giou_ref,
@@ -31,6 +32,8 @@ __all__ = [
     "box_giou_ref",
     "box_iou",
     "box_iou_ref",
+    "greedy_relation_association",
+    "greedy_relation_association_ref",
     "pair_giou_start_end",
     "pair_giou_start_end_ref",
     "pair_motion_features",
