@@ -1,0 +1,187 @@
+"""Evaluate a prediction file with the official VidVRD metrics (relation detection mAP / R@50 / R@100 and relation
+tagging P@1 / P@5 / P@10), optionally on an open-vocabulary split.
+
+    python -m uasan.evaluate --groundtruth GT.json|DATA_ROOT --predictions PRED.json [--split novel|all|base]
+        [--dataset vidvrd|vidor | --split-file SPLIT.json] [--out metrics.json]
+
+``--groundtruth`` is a JSON file mapping video id → ground-truth relation instances, or a data set root, whose
+test-split ground truth ``uasan.data.load_groundtruth`` builds. ``PRED.json`` is the official prediction format
+``{"version": ..., "results": {video: [{triplet, score, duration, sub_traj, obj_traj}]}}``. ``--split`` filters
+the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``; default ``all``: no
+filtering). A malformed input file gets a one-line message naming the file and the field or video, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from uasan.evaluation.protocol import SPLITS, filter_groundtruth, split_categories
+from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
+
+
+class InputError(Exception):
+    """A bad input file or argument: reported as one line, exit status 2."""
+
+
+def _load_json(path: str, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+
+
+def load_groundtruth(path: str) -> dict:
+    """A ground-truth JSON file, or the test-split ground truth of a data set root via ``uasan.data``."""
+    if os.path.isdir(path):
+        try:
+            from uasan.data import load_groundtruth as data_load_groundtruth
+        except ImportError as exc:
+            raise InputError(
+                f"{path}: is a directory, and reading a data set root needs uasan.data.load_groundtruth, which is "
+                f"not available ({exc}); pass a ground-truth JSON file instead"
+            ) from None
+        try:
+            gt = data_load_groundtruth(path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{path}: cannot build the ground truth ({exc})") from None
+    else:
+        gt = _load_json(path, "ground-truth")
+    if not isinstance(gt, dict):
+        raise InputError(f"{path}: expected an object mapping video id -> ground-truth relations, got "
+                         f"{type(gt).__name__}")  # fmt: skip
+    return gt
+
+
+def load_predictions(path: str, groundtruth: dict) -> dict:
+    """The ``results`` of a prediction file, checked: known videos, relation fields, durations and box counts."""
+    pred = _load_json(path, "prediction")
+    if not isinstance(pred, dict) or "results" not in pred:
+        raise InputError(f"{path}: expected an object with a 'results' field (video id -> predicted relations)")
+    results = pred["results"]
+    if not isinstance(results, dict):
+        raise InputError(f"{path}: field 'results': expected an object, got {type(results).__name__}")
+    unknown = [vid for vid in results if vid not in groundtruth]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise InputError(f"{path}: field 'results' names video {unknown[0]!r}{more}, not in the ground truth")
+    # Videos with ground truth are checked by the evaluation itself; the others (empty ground truth, possibly
+    # after split filtering) are checked here so that a bad file fails whatever the split.
+    for vid, rels in results.items():
+        if not groundtruth[vid]:
+            try:
+                for i, r in enumerate(_relation_list("evaluate_relations", "prediction", vid, rels)):
+                    parse_relation("evaluate_relations", "prediction", vid, i, r, with_score=True)
+            except ValueError as exc:
+                raise InputError(_file_message(str(exc), "", path)) from None
+    return results
+
+
+def _file_message(msg: str, gt_path: str, pred_path: str) -> str:
+    """Turns an API message into one naming the file: ``PRED: results['vid'][i] field ...``."""
+    for op in ("evaluate_relations", "filter_groundtruth"):
+        for arg, path, name in (("prediction", pred_path, "results"), ("groundtruth", gt_path, "")):
+            prefix = f"{op}: {arg}"
+            if msg.startswith(prefix):
+                return f"{path}: {name}{msg[len(prefix) :]}"
+    return msg
+
+
+def _split_file(args: argparse.Namespace) -> dict:
+    if args.split_file:
+        split = _load_json(args.split_file, "split")
+        if not isinstance(split, dict):
+            raise InputError(f"{args.split_file}: expected an object with 'objects' and 'predicates'")
+        return split
+    try:
+        from uasan.data import load_split
+    except ImportError as exc:
+        raise InputError(
+            f"--split {args.split} needs the category split, and uasan.data.load_split is not available ({exc}); "
+            "pass --split-file SPLIT.json"
+        ) from None
+    try:
+        return load_split(args.dataset)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot load the {args.dataset!r} split ({exc})") from None
+
+
+def format_table(split: str, metrics: dict[str, float]) -> str:
+    """The paper's table layout: one row per split, metrics in percent."""
+    keys = [k for k in metrics if k != "per_video"]
+    head = f"{'split':<8}" + "".join(f"{k:>8}" for k in keys)
+    row = f"{split:<8}" + "".join(f"{100 * metrics[k]:>8.2f}" for k in keys)
+    return f"{head}\n{row}"
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".json.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m uasan.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--groundtruth", required=True, help="ground-truth JSON (video -> relations) or data set root")
+    p.add_argument("--predictions", required=True, help="prediction JSON {'version', 'results': {video: [...]}}")
+    p.add_argument("--split", choices=SPLITS, default="all", help="open-vocabulary split of the ground truth")
+    p.add_argument("--dataset", default="vidvrd", help="bundled category split for --split (vidvrd, vidor)")
+    p.add_argument("--split-file", help="category split JSON instead of the bundled one")
+    p.add_argument("--viou-threshold", type=float, default=0.5)
+    p.add_argument("--out", help="write the metrics to this JSON file (atomically)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        gt = load_groundtruth(args.groundtruth)
+        results = load_predictions(args.predictions, gt)
+        objects = predicates = None
+        if args.split != "all":
+            objects, predicates = split_categories(_split_file(args), args.split)
+        gt = filter_groundtruth(gt, objects, predicates)
+        metrics = evaluate_relations(gt, results, viou_threshold=args.viou_threshold)
+        n_videos = sum(1 for rels in gt.values() if rels)
+        n_rels = sum(len(rels) for rels in gt.values())
+        print(f"Relation detection and tagging, split {args.split}: {n_videos} videos, {n_rels} ground-truth relations")
+        print(format_table(args.split, metrics))
+        if args.out:
+            out = {
+                "groundtruth": args.groundtruth,
+                "predictions": args.predictions,
+                "split": args.split,
+                "viou_threshold": args.viou_threshold,
+                "metrics": metrics,
+            }
+            try:
+                write_json_atomic(args.out, out)
+            except OSError as exc:
+                raise InputError(f"{args.out}: cannot write the metrics ({exc.strerror or exc})") from None
+    except (InputError, ValueError) as exc:  # ValueError: the API's checks, which name the video and field
+        print(f"uasan.evaluate: error: {_file_message(str(exc), args.groundtruth, args.predictions)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
