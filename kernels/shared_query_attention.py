@@ -1,0 +1,273 @@
+"""Shared-query cross-attention (VisualRefiner, DESIGN §6): one set of L queries for every row b of a batch.
+
+    O_b = softmax(Q K_bᵀ · scale) V_b,   Q (L, H, Dh) shared,   K_b, V_b (S, H, Dh),   O_b (L, H, Dh)
+
+Q is broadcast inside the kernels (it is read with no batch stride): no (B, L, H, Dh) copy of it exists.
+
+Forward (``_sq_fwd_kernel``): grid ``(B, H · ⌈L / BLOCK_M⌉, chunks)``, online softmax over S in BLOCK_N tiles, the
+head dim tiled as in ``_attention_common`` (Q·Kᵀ over all chunks, one output chunk per program).
+
+Backward, after the pre-pass Δ = Σ_d dO ∘ O:
+
+* ``_sq_bwd_kv_kernel``, grid ``(B, H · ⌈S / BLOCK_M⌉, chunks)``: dV_b = Pᵀ dO_b, dK_b = scale · dSᵀ Q over all L
+  queries — each key row belongs to one b, written directly.
+* ``_sq_bwd_q_kernel``, grid ``(splits, H · ⌈L / BLOCK_M⌉, chunks)``: dQ = scale · Σ_b dS_b K_b is shared by the
+  batch; each of ``splits`` contiguous ranges of b writes a float32 partial (splits, L, H, Dh) and the host sums them
+  in a fixed order (no atomics: deterministic).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from uasan.kernels._attention_common import (
+    DTYPES,
+    LOG2E,
+    autotuned,
+    dot_precision,
+    gpu_configs,
+    interp_config,
+    interpreting,
+    next_pow2,
+    prune_width,
+    row_dot,
+)
+
+#: Override of the number of batch ranges of the dQ reduction (None: heuristic).
+DQ_SPLIT: int | None = None
+
+
+@triton.jit
+def _tile(X, rows, valid, cols, h, HD, Dh):
+    """Rows ``rows`` (already offset by the batch row) of a contiguous (R, H, Dh) tensor, head h, columns ``cols``."""
+    mask = valid[:, None] & (cols < Dh)[None, :]
+    return tl.load(X + (rows * HD + h * Dh)[:, None] + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _sq_fwd_kernel(
+    Q, K, V, OUT, LSE, L, S, H, Dh, qk_scale,
+    HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+):  # fmt: skip
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
+    NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    HD = H * Dh
+    b = tl.program_id(0).to(tl.int64)
+    n_mblocks = tl.cdiv(L, BLOCK_M)
+    h = tl.program_id(1) // n_mblocks
+    mb = tl.program_id(1) % n_mblocks
+    chunk = tl.program_id(2)
+    rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) query rows, shared by every b
+    rvalid = rows < L
+    d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
+    q_own = _tile(Q, rows, rvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BLOCK_M,), tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    for n0 in range(0, S, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key rows of b
+        cvalid = cols < S
+        krow = b * S + cols
+        sc = tl.dot(q_own, tl.trans(_tile(K, krow, cvalid, d_own, h, HD, Dh)), input_precision=PREC)
+        for j in range(1, NUM_CHUNKS):
+            dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
+            qj = _tile(Q, rows, rvalid, dj, h, HD, Dh)
+            sc += tl.dot(qj, tl.trans(_tile(K, krow, cvalid, dj, h, HD, Dh)), input_precision=PREC)
+        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(sc, 1))
+        alpha = tl.exp2(m_i - m_new)
+        pr = tl.exp2(sc - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(pr, 1)
+        v = _tile(V, krow, cvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
+        acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+
+    acc = acc / l_i[:, None]
+    orow = b * L + rows  # (BLOCK_M,) rows of OUT (B·L, H·Dh)
+    omask = rvalid[:, None] & (d_own < Dh)[None, :]
+    tl.store(OUT + (orow * HD + h * Dh)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
+    if chunk == 0:
+        tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
+
+
+@triton.jit
+def _sq_bwd_kv_kernel(
+    Q, K, V, DO, LSE, DELTA, DK, DV, L, S, H, Dh, qk_scale, scale,
+    HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+):  # fmt: skip
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
+    NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    HD = H * Dh
+    b = tl.program_id(0).to(tl.int64)
+    n_blocks = tl.cdiv(S, BLOCK_M)
+    h = tl.program_id(1) // n_blocks
+    kb = tl.program_id(1) % n_blocks
+    chunk = tl.program_id(2)
+    local = kb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) key rows of b
+    lvalid = local < S
+    krow = b * S + local
+    d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
+    k_own = _tile(K, krow, lvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
+    v_own = _tile(V, krow, lvalid, d_own, h, HD, Dh)
+
+    dk = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    dv = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    for i0 in range(0, L, BLOCK_N):
+        qi = i0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) query rows
+        qvalid = qi < L
+        orow = b * L + qi  # rows of dO / LSE / Δ
+        q_c = _tile(Q, qi, qvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
+        do_c = _tile(DO, orow, qvalid, d_own, h, HD, Dh)
+        s_t = tl.dot(k_own, tl.trans(q_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
+        dp_t = tl.dot(v_own, tl.trans(do_c), input_precision=PREC)
+        for j in range(1, NUM_CHUNKS):
+            dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
+            k_j = _tile(K, krow, lvalid, dj, h, HD, Dh)
+            v_j = _tile(V, krow, lvalid, dj, h, HD, Dh)
+            s_t += tl.dot(k_j, tl.trans(_tile(Q, qi, qvalid, dj, h, HD, Dh)), input_precision=PREC)
+            dp_t += tl.dot(v_j, tl.trans(_tile(DO, orow, qvalid, dj, h, HD, Dh)), input_precision=PREC)
+        lse = tl.load(LSE + orow * H + h, mask=qvalid, other=0.0)
+        delta = tl.load(DELTA + orow * H + h, mask=qvalid, other=0.0)
+        p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
+        dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
+    off = (krow * HD + h * Dh)[:, None] + d_own[None, :]
+    mask = lvalid[:, None] & (d_own < Dh)[None, :]
+    tl.store(DK + off, (dk * scale).to(DK.dtype.element_ty), mask=mask)
+    tl.store(DV + off, dv.to(DV.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _sq_bwd_q_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, B, L, S, H, Dh, N_SPLIT, qk_scale, scale,
+    HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+):  # fmt: skip
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
+    NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    HD = H * Dh
+    split = tl.program_id(0).to(tl.int64)
+    n_mblocks = tl.cdiv(L, BLOCK_M)
+    h = tl.program_id(1) // n_mblocks
+    mb = tl.program_id(1) % n_mblocks
+    chunk = tl.program_id(2)
+    b_start = B * split // N_SPLIT
+    b_end = B * (split + 1) // N_SPLIT
+    rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) query rows
+    rvalid = rows < L
+    d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
+    q_own = _tile(Q, rows, rvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
+
+    dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+    for b in range(b_start, b_end):
+        orow = b * L + rows  # (BLOCK_M,) rows of dO / LSE / Δ
+        do_own = _tile(DO, orow, rvalid, d_own, h, HD, Dh)
+        lse = tl.load(LSE + orow * H + h, mask=rvalid, other=0.0)
+        delta = tl.load(DELTA + orow * H + h, mask=rvalid, other=0.0)
+        for j0 in range(0, S, BLOCK_N):
+            kj = j0 + tl.arange(0, BLOCK_N)
+            kvalid = kj < S
+            krow = b * S + kj
+            k_c = _tile(K, krow, kvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
+            sc = tl.dot(q_own, tl.trans(k_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
+            dp = tl.dot(do_own, tl.trans(_tile(V, krow, kvalid, d_own, h, HD, Dh)), input_precision=PREC)
+            for j in range(1, NUM_CHUNKS):
+                dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
+                q_j = _tile(Q, rows, rvalid, dj, h, HD, Dh)
+                do_j = _tile(DO, orow, rvalid, dj, h, HD, Dh)
+                sc += tl.dot(q_j, tl.trans(_tile(K, krow, kvalid, dj, h, HD, Dh)), input_precision=PREC)
+                dp += tl.dot(do_j, tl.trans(_tile(V, krow, kvalid, dj, h, HD, Dh)), input_precision=PREC)
+            pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
+            ds = pr * (dp - delta[:, None])
+            dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
+    off = ((split * L + rows) * HD + h * Dh)[:, None] + d_own[None, :]
+    tl.store(DQ + off, dq * scale, mask=rvalid[:, None] & (d_own < Dh)[None, :])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# host side
+# ------------------------------------------------------------------------------------------------------------------
+
+_KEY = ["L", "S", "H", "Dh"]
+
+
+def _chunks(dpad: int, meta) -> int:
+    return dpad // min(dpad, meta["MAX_D"])
+
+
+def shared_query_forward(q, k, v, scale: float):
+    """q (L, H, Dh), k/v (B, S, H, Dh), contiguous → out (B, L, H, Dh), lse (B, L, H) float32 (log2 domain)."""
+    length, h, dh = q.shape
+    b, s = k.shape[:2]
+    out = torch.empty((b, length, h, dh), device=q.device, dtype=q.dtype)  # (B, L, H, Dh)
+    lse = torch.empty((b, length, h), device=q.device, dtype=torch.float32)  # (B, L, H)
+    if out.numel() == 0:
+        return out, lse
+    if s == 0:
+        return out.zero_(), lse.fill_(float("-inf"))  # softmax over no keys: an empty sum
+    dpad = max(16, next_pow2(dh))
+    kernel = autotuned("sq_fwd", _sq_fwd_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    grid = lambda meta: (b, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    kernel[grid](q, k, v, out, lse, length, s, h, dh, scale * LOG2E, HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
+    return out, lse
+
+
+def _dq_split(b: int, h: int, length: int, dpad: int, device: torch.device) -> int:
+    if DQ_SPLIT is not None:
+        return max(1, min(int(DQ_SPLIT), b))
+    if interpreting() or device.type != "cuda":
+        return 1
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    programs = h * triton.cdiv(length, 64) * max(1, dpad // 128)
+    return max(1, min(b, 64, triton.cdiv(2 * sms, programs)))
+
+
+def shared_query_backward(do, q, k, v, out, lse, scale: float):
+    length, h, dh = q.shape
+    b, s = k.shape[:2]
+    if out.numel() == 0 or s == 0:
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    do = do.contiguous()
+    delta = row_dot(out, do)  # (B, L, H) float32
+    dpad = max(16, next_pow2(dh))
+    scalars = dict(HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
+    dk, dv = torch.empty_like(k), torch.empty_like(v)
+    kernel = autotuned("sq_bwd_kv", _sq_bwd_kv_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    grid = lambda meta: (b, h * triton.cdiv(s, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    kernel[grid](q, k, v, do, lse, delta, dk, dv, length, s, h, dh, scale * LOG2E, scale, **scalars)
+
+    splits = _dq_split(b, h, length, dpad, q.device)
+    buf = torch.empty((splits, length, h, dh), device=q.device, dtype=torch.float32)  # (splits, L, H, Dh)
+    kernel = autotuned("sq_bwd_q", _sq_bwd_q_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    grid = lambda meta: (splits, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    kernel[grid](q, k, v, do, lse, delta, buf, b, length, s, h, dh, splits, scale * LOG2E, scale, **scalars)
+    dq = (buf[0] if splits == 1 else buf.sum(0)).to(q.dtype)  # fixed-order sum over the batch ranges
+    return dq, dk, dv
+
+
+class SharedQueryAttention(torch.autograd.Function):
+    """Autograd wrapper: forward and backward are the Triton kernels above (inputs already validated)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale):
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out, lse = shared_query_forward(q, k, v, scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, out, lse = ctx.saved_tensors
+        return (*shared_query_backward(do, q, k, v, out, lse, ctx.scale), None)
+
+
+def shared_query_attention(q, k, v, scale: float) -> torch.Tensor:
+    if q.dtype not in DTYPES:
+        raise ValueError(f"shared_query_attention: the Triton path takes {DTYPES}, but got {q.dtype}")
+    return SharedQueryAttention.apply(q, k, v, scale)
