@@ -322,11 +322,15 @@ class Trainer:
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)
+    model: nn.Module | Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; weight decay only on matrices (≥ 2-d), not on biases, norms, scalars
-    such as τ, or embeddings' 1-d vectors (nanoGPT's grouping)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """AdamW over the trainable parameters of a module (or of a parameter list: one stage's part of a model);
+    weight decay only on matrices (≥ 2-d), not on biases, norms, scalars such as τ, or embeddings' 1-d vectors
+    (nanoGPT's grouping)."""
+    params = [p for p in (model.parameters() if isinstance(model, nn.Module) else model) if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -4,6 +4,14 @@ Nothing here imports models, data or engine code, and nothing queries the GPU at
 """
 
 from uasan.ops.association import greedy_relation_association, greedy_relation_association_ref
+from uasan.ops.attention import (
+    pair_cross_attention,
+    pair_cross_attention_ref,
+    pair_self_attention,
+    pair_self_attention_ref,
+    shared_query_attention,
+    shared_query_attention_ref,
+)
 from uasan.ops.boxes import (
     box_giou,
     box_giou_ref,
@@ -25,6 +33,12 @@ from uasan.ops.boxes import (
 from uasan.ops.seq_nms import Track, seq_nms, seq_nms_ref
 
 __all__ = [
+    "pair_cross_attention",
+    "pair_cross_attention_ref",
+    "pair_self_attention",
+    "pair_self_attention_ref",
+    "shared_query_attention",
+    "shared_query_attention_ref",
     "Track",
     "seq_nms",
     "seq_nms_ref",

