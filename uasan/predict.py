@@ -55,6 +55,7 @@ def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, im
         bridge_path=m.bridge_path,
         lora_r=m.lora_r,
         tau_init=m.tau_init,
+        text_residual=m.text_residual,
         impl=impl,
     )
 

@@ -86,6 +86,7 @@ class ModelConfig:
     bridge_path: str | None = None  # local BLIP-2 checkpoint folder; None = packaged MiniLM initialisation
     lora_r: int = 8  # LoRA rank on the bridge's pretrained layers; 0 freezes them
     tau_init: float = 0.07  # initial softmax temperature (learnable)
+    text_residual: bool = True  # union features → text space residual in the predictor (see uasan.models.uasan)
 
     def __post_init__(self) -> None:
         for name in ("d", "L", "heads"):

@@ -46,6 +46,7 @@ class ModelSpec:
     bridge_path: str | None = None
     lora_r: int = 8
     tau_init: float = 0.07
+    text_residual: bool = True
     impl: str = "auto"
 
     def __post_init__(self) -> None:
@@ -78,6 +79,19 @@ class UASAN(nn.Module):
         width = self.bridge.qformer.config.hidden_size
         self.rel_prompts = PromptLearner(width, spec.L_rel)
         self.fg_prompts = PromptLearner(width, spec.L_rel)
+        # CLIP-Adapter-style residual: the union region's own features, already in a vision-language space, mapped
+        # into the bridge's text space (identity start when the widths agree) keep the predicate semantics of
+        # categories that training never labels; the learned branch adds to it.
+        self.text_residual = None
+        if spec.text_residual and uses_union:
+            self.text_residual = nn.Linear(spec.visual_dim, width)
+            with torch.no_grad():
+                if spec.visual_dim == width:
+                    self.text_residual.weight.copy_(torch.eye(width))
+                else:
+                    self.text_residual.weight.zero_()
+                self.text_residual.bias.zero_()
+            self.residual_weight = nn.Parameter(torch.tensor(1.0))
         self.rel_scale = nn.Parameter(torch.tensor(math.log(1 / spec.tau_init)))
         self.rel_bias = nn.Parameter(torch.tensor(-4.0))  # most (pair, predicate) targets are negative
         self.fg_bias = nn.Parameter(torch.tensor(-4.0))
@@ -156,15 +170,22 @@ class UASAN(nn.Module):
         mot = self.motion(motion).unflatten(-1, (spec.L_mot, spec.d))  # F_mot (P, L_mot, d)
         out["union_tokens"] = union
         if spec.variant == "B":
-            out["R"] = self.pre(pair + union.mean(1) + mot.mean(1))
+            out["R"] = self._with_residual(self.pre(pair + union.mean(1) + mot.mean(1)), union_feats)
             return out
         enc = self.encoder(traj, torch.cat([union, mot], dim=1), subj, obj)  # F_enc (P, 2L + L + L_mot, d)
         enc_union = enc[:, 2 * spec.L : 3 * spec.L].mean(1)  # F_enc[U] (P, d)
         x = enc_union + union.mean(1) + mot.mean(1)
         if self.decoder is not None:
             x = x + self.decoder(enc)  # F_dec (P, d)
-        out["R"] = self.pre(x)
+        out["R"] = self._with_residual(self.pre(x), union_feats)
         return out
+
+    def _with_residual(self, r: torch.Tensor, union_feats: torch.Tensor) -> torch.Tensor:
+        if self.text_residual is None:
+            return r
+        raw = union_feats.mean(1) if union_feats.dim() == 3 else union_feats  # (P, D_v)
+        z = self.bridge.text_projection(self.text_residual(raw))  # (P, d) in the text embedding space
+        return F.normalize(r, dim=-1) + self.residual_weight * F.normalize(z, dim=-1)
 
     def predicate_logits(self, feats: dict[str, torch.Tensor], names: list[str], branch: str = "R") -> torch.Tensor:
         """cos(R, r_c) / τ_rel + b → (P, C); ``branch="fg"`` scores the fine-grained pair branch."""
