@@ -153,7 +153,7 @@ def test_tiny_model_overfits_two_segments(tiny_spec):
     targets[torch.arange(P), torch.arange(P) % len(PREDICATES)] = 1
     model.freeze_bridge()
     opt = torch.optim.Adam(model.relation_parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(300):
         opt.zero_grad()
         losses = model.stage2_losses(traj_feats, union, motion, subj, obj, labels, targets, OBJECTS[:3], PREDICATES)
         sum(losses.values()).backward()
