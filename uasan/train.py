@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--skip-eval", action="store_true", help="train and save OUT/model.pt, skip the test-set evaluation")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. optim.epochs_stage2=3")
     return p
 
@@ -259,7 +260,16 @@ def write_text(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run(cfg: TrainConfig, out: Path, *, stage: int | None, resume: bool, progress: bool, variants: tuple[str, ...]):
+def run(
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    stage: int | None,
+    resume: bool,
+    progress: bool,
+    variants: tuple[str, ...],
+    evaluate: bool = True,
+) -> dict[str, Any] | None:
     from uasan import predict as P
     from uasan.data import SegmentDataset
 
@@ -294,6 +304,7 @@ def run(cfg: TrainConfig, out: Path, *, stage: int | None, resume: bool, progres
     bridge_state = torch.load(bridge_file, map_location="cpu", weights_only=False)["state_dict"]
 
     results = {}
+    random_baseline = None
     for variant in variants:
         vout = out if len(variants) == 1 else out / f"variant_{variant}"
         torch.manual_seed(cfg.train.seed)
@@ -310,24 +321,28 @@ def run(cfg: TrainConfig, out: Path, *, stage: int | None, resume: bool, progres
             )["PredCls"]
             return {f"val_PredCls_{s}_R@50": r[s]["R@50"] for s in r}
 
-        train_stage2(model, cfg, train_set, vout, resume, progress, device, eval_fn)
+        train_stage2(model, cfg, train_set, vout, resume, progress, device, eval_fn if evaluate else None)
         if not dist.is_main_process():
             continue
         model.eval()
         P.save_model(model, cfg, split, vout / "model.pt")
+        if not evaluate:
+            continue
         metrics = P.run_evaluation(
             scorer, root, vocab, cfg, split, device=device, pred_dir=vout / "predictions", progress=progress
         )
-        metrics["random_baseline"] = P.run_evaluation(
-            P.random_scorer(vocab, cfg.train.seed), root, vocab, cfg, split, progress=progress
-        )
+        if random_baseline is None:  # the same for every variant
+            random_baseline = P.run_evaluation(
+                P.random_scorer(vocab, cfg.train.seed), root, vocab, cfg, split, progress=progress
+            )
+        metrics["random_baseline"] = random_baseline
         P.write_json(vout / "metrics.json", metrics)
         write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
         if log.is_file() and read_jsonl(log):
             plot_curves(log, vout / "curves.png", title=f"UASAN ({variant}) stage 2")
         results[variant] = metrics
-    if len(variants) > 1 and dist.is_main_process():
+    if len(variants) > 1 and results and dist.is_main_process():
         write_ablation(out, results)
     dist.cleanup_distributed()
     del info
@@ -373,7 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(TrainConfig, args.config, overrides)
         variants = VARIANTS if args.ablation else (cfg.model.variant,)
         results = run(
-            cfg, Path(args.out), stage=args.stage, resume=args.resume, progress=not args.quiet, variants=variants
+            cfg,
+            Path(args.out),
+            stage=args.stage,
+            resume=args.resume,
+            progress=not args.quiet,
+            variants=variants,
+            evaluate=not args.skip_eval,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"uasan.train: {exc}", file=sys.stderr)

@@ -112,11 +112,21 @@ class UASAN(nn.Module):
         return [p for p in self.bridge.parameters() if p.requires_grad] + [self.background]
 
     def freeze_bridge(self) -> None:
-        """Stage 2: the bridge (LoRA included) and its classifications stay fixed, as in the paper."""
+        """Stage 2: the bridge (LoRA included) and its classifications stay fixed, as in the paper. A frozen bridge is
+        a fixed function: it stays in eval mode (no dropout) whatever ``train()`` says, so its cached class
+        embeddings and its distillation targets do not depend on the step they were first computed at."""
         for p in self.bridge.parameters():
             p.requires_grad_(False)
         self.background.requires_grad_(False)
+        self._bridge_frozen = True
         self._class_cache.clear()
+        self.bridge.eval()
+
+    def train(self, mode: bool = True) -> UASAN:
+        super().train(mode)
+        if getattr(self, "_bridge_frozen", False):
+            self.bridge.eval()
+        return self
 
     def relation_parameters(self) -> list[nn.Parameter]:
         skip = {id(p) for p in self.bridge.parameters()} | {id(self.background)}

