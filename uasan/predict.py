@@ -41,7 +41,7 @@ Scorer = Callable[[SegmentBatch], tuple[torch.Tensor, torch.Tensor]]
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str = "auto") -> ModelSpec:
+def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str | None = None) -> ModelSpec:
     m = cfg.model
     return ModelSpec(
         visual_dim=visual_dim,
@@ -56,7 +56,7 @@ def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, im
         lora_r=m.lora_r,
         tau_init=m.tau_init,
         text_residual=m.text_residual,
-        impl=impl,
+        impl=impl or m.impl,
     )
 
 

@@ -87,6 +87,7 @@ class ModelConfig:
     lora_r: int = 8  # LoRA rank on the bridge's pretrained layers; 0 freezes them
     tau_init: float = 0.07  # initial softmax temperature (learnable)
     text_residual: bool = True  # union features → text space residual in the predictor (see uasan.models.uasan)
+    impl: Literal["auto", "triton", "torch"] = "auto"  # attention kernels: auto = Triton on CUDA, reference elsewhere
 
     def __post_init__(self) -> None:
         for name in ("d", "L", "heads"):
