@@ -215,6 +215,17 @@ def _ends(valid_row: np.ndarray) -> tuple[int, int] | None:
     return None if idx.size == 0 else (int(idx[0]), int(idx[-1]) + 1)
 
 
+def _pair_ends(valid: np.ndarray, pairs: np.ndarray):
+    """Yields (pair k, end e, (frame, time) of s, (frame, time) of o) for e = 0 (first box, time = start frame) and
+    e = 1 (last box, time = exclusive end); pairs with a member that never exists are skipped (zero rows)."""
+    for k, (s, o) in enumerate(pairs):
+        es, eo = _ends(valid[s]), _ends(valid[o])
+        if es is None or eo is None:
+            continue
+        yield k, 0, (es[0], es[0]), (eo[0], eo[0])
+        yield k, 1, (es[1] - 1, es[1]), (eo[1] - 1, eo[1])
+
+
 def pair_motion_features_ref(
     boxes: np.ndarray, valid: np.ndarray, pairs: np.ndarray, *, min_size: float = 1.0
 ) -> np.ndarray:
@@ -228,21 +239,17 @@ def pair_motion_features_ref(
     exists gets a zero row.
     """
     out = np.zeros((pairs.shape[0], 12), dtype=np.float64)
-    for k, (s, o) in enumerate(pairs):
-        es, eo = _ends(valid[s]), _ends(valid[o])
-        if es is None or eo is None:
-            continue
-        for e in range(2):
-            fs, fo = es[0] if e == 0 else es[1] - 1, eo[0] if e == 0 else eo[1] - 1
-            bs, bo = boxes[s, fs].astype(np.float64), boxes[o, fo].astype(np.float64)
-            ws, hs = max(bs[2] - bs[0], min_size), max(bs[3] - bs[1], min_size)
-            wo, ho = max(bo[2] - bo[0], min_size), max(bo[3] - bo[1], min_size)
-            out[k, 0 + e] = ((bs[0] + bs[2]) / 2 - (bo[0] + bo[2]) / 2) / wo
-            out[k, 2 + e] = ((bs[1] + bs[3]) / 2 - (bo[1] + bo[3]) / 2) / ho
-            out[k, 4 + e] = np.log(ws) - np.log(wo)
-            out[k, 6 + e] = np.log(hs) - np.log(ho)
-            out[k, 8 + e] = (np.log(ws) + np.log(hs)) - (np.log(wo) + np.log(ho))
-            out[k, 10 + e] = (es[e] - eo[e]) / 30.0
+    for k, e, (fs, ts), (fo, to) in _pair_ends(valid, pairs):
+        s, o = pairs[k]
+        bs, bo = boxes[s, fs].astype(np.float64), boxes[o, fo].astype(np.float64)
+        ws, hs = max(bs[2] - bs[0], min_size), max(bs[3] - bs[1], min_size)
+        wo, ho = max(bo[2] - bo[0], min_size), max(bo[3] - bo[1], min_size)
+        out[k, 0 + e] = ((bs[0] + bs[2]) / 2 - (bo[0] + bo[2]) / 2) / wo
+        out[k, 2 + e] = ((bs[1] + bs[3]) / 2 - (bo[1] + bo[3]) / 2) / ho
+        out[k, 4 + e] = np.log(ws) - np.log(wo)
+        out[k, 6 + e] = np.log(hs) - np.log(ho)
+        out[k, 8 + e] = (np.log(ws) + np.log(hs)) - (np.log(wo) + np.log(ho))
+        out[k, 10 + e] = (ts - to) / 30.0
     return out.astype(boxes.dtype)
 
 
@@ -252,13 +259,9 @@ def pair_giou_start_end_ref(
     """(P, 2): [GIoU(first box of s, first box of o) + 1, GIoU(last of s, last of o) + 1]; zero row for a member
     that never exists. Values lie in [0, 2]."""
     out = np.zeros((pairs.shape[0], 2), dtype=np.float64)
-    for k, (s, o) in enumerate(pairs):
-        es, eo = _ends(valid[s]), _ends(valid[o])
-        if es is None or eo is None:
-            continue
-        for e in range(2):
-            fs, fo = es[0] if e == 0 else es[1] - 1, eo[0] if e == 0 else eo[1] - 1
-            out[k, e] = box_giou_ref(boxes[s, fs][None], boxes[o, fo][None], plus_one=plus_one)[0, 0] + 1.0
+    for k, e, (fs, _), (fo, _) in _pair_ends(valid, pairs):
+        s, o = pairs[k]
+        out[k, e] = box_giou_ref(boxes[s, fs][None], boxes[o, fo][None], plus_one=plus_one)[0, 0] + 1.0
     return out.astype(boxes.dtype)
 
 
