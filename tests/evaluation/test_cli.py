@@ -110,11 +110,12 @@ def test_cli_bad_groundtruth_and_split(files, tmp_path, capsys):
 
 
 def test_cli_subprocess(files):
+    # cwd away from the checkout: `python -m` puts the cwd first on sys.path, which would shadow the installed package
     gt_path, pred_path, _, _ = files
     ok = subprocess.run([sys.executable, "-m", "uasan.evaluate", "--groundtruth", str(gt_path), "--predictions",
-                         str(pred_path)], capture_output=True, text=True)  # fmt: skip
+                         str(pred_path)], capture_output=True, text=True, cwd=gt_path.parent)  # fmt: skip
     assert ok.returncode == 0 and "mAP" in ok.stdout
     pred_path.write_text("[")
     bad = subprocess.run([sys.executable, "-m", "uasan.evaluate", "--groundtruth", str(gt_path), "--predictions",
-                          str(pred_path)], capture_output=True, text=True)  # fmt: skip
+                          str(pred_path)], capture_output=True, text=True, cwd=gt_path.parent)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not valid JSON" in bad.stderr

@@ -365,9 +365,13 @@ def test_fallback_warns_once_and_matches(monkeypatch):
     assert_close(out, [[1.0]])
 
 
-def test_require_ext_turns_a_missing_extension_into_an_error():
+def test_require_ext_turns_a_missing_extension_into_an_error(tmp_path):
     code = "import sys; sys.modules['uasan._C'] = None; import uasan._ext"
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"UASAN_REQUIRE_EXT": "1", "PATH": ""}
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"UASAN_REQUIRE_EXT": "1", "PATH": ""},
+        cwd=tmp_path,
     )
     assert proc.returncode != 0 and "UASAN_REQUIRE_EXT=1" in proc.stderr
