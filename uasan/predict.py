@@ -10,6 +10,7 @@ in the official prediction format.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -42,21 +43,10 @@ Scorer = Callable[[SegmentBatch], tuple[torch.Tensor, torch.Tensor]]
 
 
 def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str | None = None) -> ModelSpec:
-    m = cfg.model
+    """The model's spec: the ``model`` config section (same field names) plus the data's feature width."""
+    fields = {f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(cfg.model)}
     return ModelSpec(
-        visual_dim=visual_dim,
-        d=m.d,
-        L=m.L,
-        L_mot=m.L_mot,
-        L_rel=m.L_rel,
-        heads=m.heads,
-        variant=variant or m.variant,
-        bridge_layers=m.bridge_layers,
-        bridge_path=m.bridge_path,
-        lora_r=m.lora_r,
-        tau_init=m.tau_init,
-        text_residual=m.text_residual,
-        impl=impl or m.impl,
+        visual_dim=visual_dim, **{**fields, "variant": variant or fields["variant"], "impl": impl or fields["impl"]}
     )
 
 
