@@ -154,7 +154,8 @@ def train_stage1(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
         num_workers=cfg.data.num_workers,
     )
     params = [p for p in model.bridge_parameters() if p.requires_grad]
-    ddp = dist.wrap_ddp(model) if dist.is_distributed() else model
+    # the relation part is trainable but unused in stage 1
+    ddp = dist.wrap_ddp(model, find_unused_parameters=True) if dist.is_distributed() else model
     trainer = _trainer(
         ddp,
         params,
