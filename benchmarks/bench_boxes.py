@@ -53,8 +53,10 @@ def trajectories(rng: np.random.Generator, count: int) -> list[tuple[int, np.nda
 
 
 @pytest.mark.parametrize("impl", ["ref", "torch", "cpp"])
-def test_viou_matrix(benchmark, bench, rng, impl):
+@pytest.mark.parametrize("op", ["viou_matrix", "vpoi_matrix"])
+def test_traj_matrix(benchmark, bench, rng, op, impl):
     a, b = trajectories(rng, 200), trajectories(rng, 200)
-    np.testing.assert_allclose(ops.viou_matrix(a, b, impl=impl), ops.viou_matrix(a, b, impl="ref"), atol=1e-12)
-    benchmark.group = "viou_matrix-200x200"
-    bench(benchmark, ops.viou_matrix, a, b, impl=impl, slow=impl == "ref")
+    fn = getattr(ops, op)
+    np.testing.assert_allclose(fn(a, b, impl=impl), fn(a, b, impl="ref"), atol=1e-12)
+    benchmark.group = f"{op}-200x200"
+    bench(benchmark, fn, a, b, impl=impl, slow=impl == "ref")
