@@ -17,10 +17,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from uasan.engine._atomic import atomic_write_text
 from uasan.evaluation.protocol import SPLITS, filter_groundtruth, split_categories
 from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
 
@@ -126,17 +126,7 @@ def format_table(split: str, metrics: dict[str, float]) -> str:
 
 def write_json_atomic(path: str, data: Any) -> None:
     """Writes ``data`` to a temporary file beside ``path`` and renames it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".metrics-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,6 +25,7 @@ from tqdm import tqdm
 
 from uasan import ops
 from uasan.data import SegmentBatch, SegmentDataset, Vocabulary, collate_segments, load_groundtruth
+from uasan.engine._atomic import atomic_write, atomic_write_text
 from uasan.engine.config import TrainConfig, from_dict, to_dict
 from uasan.evaluation import evaluate_relations, filter_groundtruth, split_categories, trajectory_recall
 from uasan.models import UASAN, ModelSpec
@@ -52,18 +51,8 @@ def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, im
 
 def save_model(model: UASAN, cfg: TrainConfig, split: dict[str, Any], path: str | Path) -> Path:
     """Weights + spec + config + category split in one file, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"spec": asdict(model.spec), "config": to_dict(cfg), "split": split, "state_dict": model.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[UASAN, TrainConfig, dict[str, Any]]:
@@ -323,6 +312,7 @@ def run_evaluation(
     modes: tuple[str, ...] = MODES,
     pred_dir: Path | None = None,
     progress: bool = True,
+    groundtruth: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Predictions for every mode × split (written to ``pred_dir`` when given) and their metrics."""
     predictions = {m: predict(scorer, root, m, vocab, cfg, split, device=device, progress=progress) for m in modes}
@@ -330,23 +320,16 @@ def run_evaluation(
         for mode, by_split in predictions.items():
             for name, pred in by_split.items():
                 write_json(pred_dir / f"{mode}_{name}.json", {"version": "VERSION 1.0", "results": pred})
-    metrics = evaluate_predictions(load_groundtruth(root, "test"), predictions, split)
+    if groundtruth is None:
+        groundtruth = load_groundtruth(root, "test")
+    metrics = evaluate_predictions(groundtruth, predictions, split)
     metrics["trajectory"] = trajectory_metrics(scorer, root, vocab, cfg, split, device=device)
     return metrics
 
 
 def write_json(path: Path, obj: Any) -> Path:
     """Atomic JSON write (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(path, json.dumps(obj))
 
 
 # ---------------------------------------------------------------------------------------------------------------

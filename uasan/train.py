@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from uasan.engine import distributed as dist
+from uasan.engine._atomic import atomic_write_text
 from uasan.engine.config import BUILTIN_CONFIGS, TrainConfig, dump_config, load_config
 from uasan.engine.hooks import EvalHook, default_hooks, plot_curves, read_jsonl
 from uasan.engine.repro import build_dataloader, resolve_device, seed_everything
@@ -250,12 +251,6 @@ def metrics_markdown(metrics: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text(path: Path, text: str) -> None:
-    from uasan.engine._atomic import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------------------------
@@ -272,7 +267,7 @@ def run(
     evaluate: bool = True,
 ) -> dict[str, Any] | None:
     from uasan import predict as P
-    from uasan.data import SegmentDataset
+    from uasan.data import SegmentDataset, load_groundtruth
 
     info = dist.init_distributed()
     device = resolve_device(cfg.train.device)
@@ -304,6 +299,7 @@ def run(
         raise ValueError(f"--stage 2: no stage-1 bridge at {bridge_file}; run stage 1 first")
     bridge_state = torch.load(bridge_file, map_location="cpu", weights_only=False)["state_dict"]
 
+    groundtruth = load_groundtruth(root, "test")  # read once: every validation pass and report uses it
     results = {}
     random_baseline = None
     for variant in variants:
@@ -316,7 +312,7 @@ def run(
 
         def eval_fn(m, scorer=scorer) -> dict[str, float]:
             r = P.evaluate_predictions(
-                __import__("uasan.data", fromlist=["load_groundtruth"]).load_groundtruth(root, "test"),
+                groundtruth,
                 {"PredCls": P.predict(scorer, root, "PredCls", vocab, cfg, split, device=device, progress=False)},
                 split,
             )["PredCls"]
@@ -330,15 +326,29 @@ def run(
         if not evaluate:
             continue
         metrics = P.run_evaluation(
-            scorer, root, vocab, cfg, split, device=device, pred_dir=vout / "predictions", progress=progress
+            scorer,
+            root,
+            vocab,
+            cfg,
+            split,
+            device=device,
+            pred_dir=vout / "predictions",
+            progress=progress,
+            groundtruth=groundtruth,
         )
         if random_baseline is None:  # the same for every variant
             random_baseline = P.run_evaluation(
-                P.random_scorer(vocab, cfg.train.seed), root, vocab, cfg, split, progress=progress
+                P.random_scorer(vocab, cfg.train.seed),
+                root,
+                vocab,
+                cfg,
+                split,
+                progress=progress,
+                groundtruth=groundtruth,
             )
         metrics["random_baseline"] = random_baseline
         P.write_json(vout / "metrics.json", metrics)
-        write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
+        atomic_write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
         if log.is_file() and read_jsonl(log):
             plot_curves(log, vout / "curves.png", title=f"UASAN ({variant}) stage 2")
@@ -370,9 +380,10 @@ def write_ablation(out: Path, results: dict[str, dict[str, Any]]) -> None:
         "# Ablation (DESIGN §6 variants)\n\n"
         "A: pair only; B: + union and motion; C: + SACEncoder; full: + URADecoder.\n\n"
     )
-    write_text(out / "ablation.md", text + "\n".join(rows) + "\n")
-    (out / "ablation.json").write_text(
-        json.dumps({v: {k: m[k] for k in ("SGDet", "SGCls", "PredCls")} for v, m in results.items()}, indent=1)
+    atomic_write_text(out / "ablation.md", text + "\n".join(rows) + "\n")
+    atomic_write_text(
+        out / "ablation.json",
+        json.dumps({v: {k: m[k] for k in ("SGDet", "SGCls", "PredCls")} for v, m in results.items()}, indent=1),
     )
 
 
