@@ -152,20 +152,20 @@ class ReproVidORLayout(Layout):
             if path is None:
                 continue
             name = self.video_name(vid)
-            tags, source = (lists[name], "data.video2seg") if name in lists else (self._load(vid)[1], str(path))
+            tags, source = lists[name] if name in lists else (self._load(vid)[1], path)
             for tag in tags:
                 try:
                     v, fs, fe = parse_segment_tag(tag)
                 except ValueError as exc:
-                    raise ValueError(f"{source}: {exc}") from None
+                    raise ValueError(f"{source}: {exc} (video {name})") from None
                 if v != name:
                     raise ValueError(f"{source}: segment tag {tag!r} is not a segment of video {name!r}")
                 out.append((vid, fs, fe))
         return sorted(set(out))
 
-    def _segment_lists(self) -> dict[str, list[str]]:
-        """``{video name: [tags]}`` from the ``data.video2seg`` files (RePro's released or cached format)."""
-        out: dict[str, list[str]] = {}
+    def _segment_lists(self) -> dict[str, tuple[list[str], Path]]:
+        """``{video name: ([tags], file)}`` from the ``data.video2seg`` files (RePro's released or cached format)."""
+        out: dict[str, tuple[list[str], Path]] = {}
         for path in self.options.get("video2seg") or ():
             raw = load_json(path, "video2seg")
             table = raw.get("video2seg", raw) if isinstance(raw, dict) else None
@@ -173,7 +173,7 @@ class ReproVidORLayout(Layout):
                 isinstance(v, list) and all(isinstance(t, str) for t in v) for v in table.values()
             ):
                 raise bad_file(path, "<document>", "expected {video name: [segment tags]} (RePro's video2seg)")
-            out.update(table)
+            out.update({name: (tags, Path(path)) for name, tags in table.items()})
         return out
 
     def _load(self, vid: str) -> tuple[Path, list[str], np.ndarray, dict[str, Any]]:
