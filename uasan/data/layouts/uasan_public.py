@@ -69,9 +69,9 @@ class UasanPublicLayout(FlatLayout):
         if not self.union_segment_mean:
             raise ValueError(
                 f"data.{kind}: UASAN's released union features ({', '.join(map(str, self.folders['union_features']))}) "
-                "are one (R, 1408) array per segment, not one row per subject-object pair; UASAN's code gives every "
-                "pair of a segment their mean. Set data.union_segment_mean=true to do the same, or extract per-pair "
-                f"union features with `{EXTRACT_COMMAND}` and point data.{kind} at that folder"
+                "are one (R, D) array per segment (D = 1408, EVA ViT-g), not one row per subject-object pair; UASAN's "
+                "code gives every pair of a segment their mean. Set data.union_segment_mean=true to do the same, or "
+                f"extract per-pair union features with `{EXTRACT_COMMAND}` and point data.{kind} at that folder"
             )
         warnings.warn(
             f"data.union_segment_mean=true: every pair of a segment gets the mean of the segment's union-frame "
