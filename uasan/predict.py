@@ -187,7 +187,7 @@ def predict(
     subset: str = "test",
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Video-level predictions ``{target split: {vid: [relation]}}`` of one mode over the test subset."""
-    ds = SegmentDataset(root, subset, split=split, mode=mode, labels=False)
+    ds = SegmentDataset(root, subset, split=split, mode=mode, labels=False, **cfg.data.dataset_options())
     loader = torch.utils.data.DataLoader(
         ds,
         batch_size=cfg.data.batch_segments,
@@ -229,7 +229,16 @@ def trajectory_metrics(
     """Trajectory classification R@5 / R@10 per segment (DESIGN §5) for novel, base and all ground-truth classes."""
     gt: dict[str, list[dict[str, Any]]] = {}
     for batch in torch.utils.data.DataLoader(
-        SegmentDataset(root, subset, split=split, mode="PredCls", labels=False, features=False, union_features=False),
+        SegmentDataset(
+            root,
+            subset,
+            split=split,
+            mode="PredCls",
+            labels=False,
+            features=False,
+            union_features=False,
+            **cfg.data.dataset_options(),
+        ),
         batch_size=cfg.data.batch_segments,
         collate_fn=collate_segments,
     ):
@@ -240,7 +249,9 @@ def trajectory_metrics(
             )
     props: dict[str, list[dict[str, Any]]] = defaultdict(list)
     loader = torch.utils.data.DataLoader(
-        SegmentDataset(root, subset, split=split, mode="SGDet", labels=False, union_features=False),
+        SegmentDataset(
+            root, subset, split=split, mode="SGDet", labels=False, union_features=False, **cfg.data.dataset_options()
+        ),
         batch_size=cfg.data.batch_segments,
         collate_fn=collate_segments,
     )

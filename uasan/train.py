@@ -274,7 +274,7 @@ def run(
     seed_everything(cfg.train.seed)
     out.mkdir(parents=True, exist_ok=True)
     root = prepare_data(cfg, out, progress)
-    train_set = SegmentDataset(root, "train", mode="SGDet")
+    train_set = SegmentDataset(root, "train", mode="SGDet", **cfg.data.dataset_options())
     split, vocab = train_set.split, train_set.vocab
     if len(train_set) == 0:
         raise ValueError(f"data.root: {root} has no training segments with proposals")

@@ -16,20 +16,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from uasan.data._io import PathLike, bad_file, load_json, require
+from uasan.data.subsets import DEFAULT_VAL_FRACTION, DEFAULT_VAL_SEED, held_out_videos
 
 VIDVRD_LAYOUT = "VidVRD: ROOT/train/<vid>.json and ROOT/test/<vid>.json"
 VIDOR_LAYOUT = "VidOR: ROOT/annotation/training/XXXX/<vid>.json and ROOT/annotation/validation/XXXX/<vid>.json"
 
 SUBSETS = {"vidvrd": ("train", "test"), "vidor": ("training", "validation")}
 EVAL_SUBSET = {"vidvrd": "test", "vidor": "validation"}
+VAL = "val"  # the held-out validation subset (uasan.data.subsets), for both data sets
 _ALIASES = {
-    "vidvrd": {"train": "train", "training": "train", "test": "test", "val": "test", "validation": "test"},
+    "vidvrd": {"train": "train", "training": "train", "test": "test", "val": VAL, "validation": VAL},
     "vidor": {
         "train": "training",
         "training": "training",
-        "val": "validation",
-        "validation": "validation",
         "test": "validation",
+        "validation": "validation",
+        "val": VAL,
     },
 }
 
@@ -298,10 +300,12 @@ def detect_dataset(root: PathLike) -> str:
 
 
 def canonical_subset(dataset: str, subset: str | None) -> str:
-    """The directory name of a subset: VidVRD ``train``/``test``, VidOR ``training``/``validation``.
+    """The name of a subset: VidVRD ``train``/``test``/``val``, VidOR ``training``/``validation``/``val``.
 
-    ``None`` is the evaluation subset (test / validation); ``train``↔``training`` and ``val``/``validation``/
-    ``test`` are accepted as aliases.
+    ``None`` is the evaluation (test) subset: VidVRD ``test``, VidOR ``validation`` (VidOR's published validation
+    videos are the protocol's test set). ``val`` is always the held-out validation subset (:mod:`uasan.data.subsets`),
+    never the test set. Aliases: ``train``↔``training``; VidVRD ``validation`` = ``val``; VidOR ``test`` =
+    ``validation``.
     """
     if dataset not in SUBSETS:
         raise ValueError(f"expected dataset 'vidvrd' or 'vidor', got {dataset!r}")
@@ -310,21 +314,74 @@ def canonical_subset(dataset: str, subset: str | None) -> str:
     try:
         return _ALIASES[dataset][subset]
     except KeyError:
-        raise ValueError(f"expected a {dataset} subset in {SUBSETS[dataset]}, got {subset!r}") from None
+        raise ValueError(f"expected a {dataset} subset in {(*SUBSETS[dataset], VAL)}, got {subset!r}") from None
 
 
-def annotation_paths(root: PathLike, subset: str | None = None, dataset: str | None = None) -> dict[str, Path]:
-    """``{vid: path}`` of the annotation files of a subset, sorted by vid (vid = file name = ``video_id``)."""
+@dataclass(frozen=True)
+class SubsetVideos:
+    """The videos of one subset: ``videos`` = ``{vid: annotation path}`` sorted by vid.
+
+    ``folder`` is the annotation folder they come from (``train``, ``test``, ``training``, ``validation`` or
+    ``val``): held-out validation videos live in the training folder, and so do their proposal and feature files.
+    """
+
+    dataset: str
+    subset: str
+    folder: str
+    videos: dict[str, Path]
+
+
+def own_val_folder(root: PathLike, dataset: str) -> Path:
+    """Where a root's own validation annotations live: ``ROOT/val`` (VidVRD layout), ``ROOT/annotation/val`` (VidOR)."""
+    root = Path(root)
+    return root / VAL if dataset == "vidvrd" else root / "annotation" / VAL
+
+
+def subset_videos(
+    root: PathLike,
+    subset: str | None = None,
+    dataset: str | None = None,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    val_seed: int = DEFAULT_VAL_SEED,
+) -> SubsetVideos:
+    """The videos of a subset, with the held-out validation split applied (see :mod:`uasan.data.subsets`).
+
+    ``val``: the root's own validation folder when it has one, else ``val_fraction`` of the training videos chosen
+    by the seeded hash; ``train``/``training``: the training videos minus those (all of them when the root has its
+    own validation folder); test subsets are read as published. ``ValueError`` for an empty subset.
+    """
     root = Path(root)
     dataset = dataset or detect_dataset(root)
     sub = canonical_subset(dataset, subset)
-    if dataset == "vidvrd":
-        folder, pattern, layout = root / sub, "*.json", VIDVRD_LAYOUT
+    train = SUBSETS[dataset][0]
+    own_val = own_val_folder(root, dataset).is_dir()
+    if sub == VAL and own_val:
+        folder, videos = VAL, _annotation_files(root, dataset, VAL)
+    elif sub in (VAL, train):
+        folder, everything = train, _annotation_files(root, dataset, train)
+        held = frozenset() if own_val else held_out_videos(everything, val_fraction, val_seed)
+        videos = {v: p for v, p in everything.items() if (v in held) == (sub == VAL)}
+        if not videos:
+            raise ValueError(
+                f"{root}: subset {sub!r} is empty: val_fraction={val_fraction} holds out {len(held)} of the "
+                f"{len(everything)} training videos (and the root has no {own_val_folder(root, dataset)} folder)"
+            )
     else:
-        folder, pattern, layout = root / "annotation" / sub, "*/*.json", VIDOR_LAYOUT
+        folder, videos = sub, _annotation_files(root, dataset, sub)
+    return SubsetVideos(dataset, sub, folder, videos)
+
+
+def _annotation_files(root: Path, dataset: str, folder_name: str) -> dict[str, Path]:
+    if dataset == "vidvrd":
+        folder, pattern, layout = root / folder_name, "*.json", VIDVRD_LAYOUT
+    else:
+        folder, pattern, layout = root / "annotation" / folder_name, "*/*.json", VIDOR_LAYOUT
     files = sorted(folder.glob(pattern))
     if not files:
-        raise ValueError(f"{folder}: no annotation files ({pattern}) for subset {sub!r}; expected the {layout} layout")
+        raise ValueError(
+            f"{folder}: no annotation files ({pattern}) for subset {folder_name!r}; expected the {layout} layout"
+        )
     out: dict[str, Path] = {}
     for p in files:
         if p.stem in out:
@@ -333,10 +390,33 @@ def annotation_paths(root: PathLike, subset: str | None = None, dataset: str | N
     return dict(sorted(out.items()))
 
 
-def load_groundtruth(root: PathLike, subset: str | None = None) -> dict[str, list[dict[str, Any]]]:
+def annotation_paths(
+    root: PathLike,
+    subset: str | None = None,
+    dataset: str | None = None,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    val_seed: int = DEFAULT_VAL_SEED,
+) -> dict[str, Path]:
+    """``{vid: path}`` of the annotation files of a subset, sorted by vid (vid = file name = ``video_id``).
+
+    ``train`` and ``val`` apply the held-out validation split (:func:`subset_videos`).
+    """
+    return subset_videos(root, subset, dataset, val_fraction=val_fraction, val_seed=val_seed).videos
+
+
+def load_groundtruth(
+    root: PathLike,
+    subset: str | None = None,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    val_seed: int = DEFAULT_VAL_SEED,
+) -> dict[str, list[dict[str, Any]]]:
     """Ground-truth relation instances per video of a subset (default: test for VidVRD, validation for VidOR).
 
     ``{vid: [{"triplet": (s, p, o), "subject_tid", "object_tid", "duration": (b, e), "sub_traj", "obj_traj"}]}``,
-    built as VidVRD-helper's ``get_relation_insts`` (see :meth:`Annotation.relation_instances`).
+    built as VidVRD-helper's ``get_relation_insts`` (see :meth:`Annotation.relation_instances`). ``val`` is the
+    held-out validation subset (:func:`subset_videos`; pass the run's ``val_fraction`` / ``val_seed``).
     """
-    return {vid: read_annotation(p).relation_instances() for vid, p in annotation_paths(root, subset).items()}
+    paths = annotation_paths(root, subset, val_fraction=val_fraction, val_seed=val_seed)
+    return {vid: read_annotation(p).relation_instances() for vid, p in paths.items()}

@@ -9,9 +9,8 @@ segment, and the 14-d motion features of every pair come from one vectorised op 
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch.utils.data import Dataset
 
 from uasan import ops
 from uasan.data._io import PathLike, bad_file
-from uasan.data.annotations import Annotation, annotation_paths, canonical_subset, detect_dataset, read_annotation
+from uasan.data.annotations import Annotation, detect_dataset, read_annotation, subset_videos
 from uasan.data.labels import (
     BACKGROUND,
     IGNORE,
@@ -30,18 +29,14 @@ from uasan.data.labels import (
     assign_predicate_labels,
     assign_trajectory_labels,
     combine_matches,
-    pair_rows,
 )
-from uasan.data.proposals import MIN_LENGTH, MIN_SIZE, Proposals, read_features, read_proposals
-from uasan.data.segments import parse_segment_tag, segment_tag
+from uasan.data.layouts import open_layout
+from uasan.data.proposals import MIN_LENGTH, MIN_SIZE, Proposals
+from uasan.data.segments import segment_tag
 from uasan.data.splits import Vocabulary, _check_split, load_split
+from uasan.data.subsets import DEFAULT_VAL_FRACTION, DEFAULT_VAL_SEED
 
 MODES = ("SGDet", "SGCls", "PredCls")
-_DIRS = {
-    "SGDet": ("proposals", "features", "union_features"),
-    "SGCls": ("gt_proposals", "gt_features", "gt_union_features"),
-    "PredCls": ("gt_proposals", "gt_features", "gt_union_features"),
-}
 
 
 @dataclass
@@ -126,14 +121,22 @@ class SegmentBatch:
 
 
 class SegmentDataset(Dataset):
-    """Segments of one subset of a VidVRD / VidOR-layout data set (see :mod:`uasan.data` for the layout).
+    """Segments of one subset of a VidVRD / VidOR data set, read through a data layout (:mod:`uasan.data.layouts`).
 
     Args:
-        root: data set root. subset: ``train``/``test`` (VidVRD), ``training``/``validation`` (VidOR), aliases ok.
+        root: data set root (the annotations). subset: ``train``/``val``/``test`` (VidVRD), ``training``/``val``/
+            ``validation`` (VidOR; ``validation`` is VidOR's published evaluation set), aliases ok. ``val`` is the
+            held-out validation subset (``val_fraction`` of the training videos, or the root's own ``val`` folder)
+            and ``train`` excludes it (:func:`~uasan.data.annotations.subset_videos`).
         split: category split: bundled name, JSON path or dict; default ``ROOT/splits.json`` if present, else
             the bundled split of the detected data set.
-        mode: ``"SGDet"`` reads ``proposals/``, ``features/``, ``union_features/``; ``"SGCls"`` and ``"PredCls"``
-            read ``gt_proposals/``, ``gt_features/``, ``gt_union_features/``.
+        mode: ``"SGDet"`` reads the ``proposals``, ``features`` and ``union_features`` kinds; ``"SGCls"`` and
+            ``"PredCls"`` the ``gt_proposals``, ``gt_features`` and ``gt_union_features`` kinds.
+        layout: ``"auto"`` (detected from the folders), ``"uasan"``, ``"repro"`` or ``"uasan-public"``.
+        paths: ``{kind: folder or [folders]}`` overriding where a kind lives (``data.proposals`` etc.; also
+            ``video2seg`` files for RePro's VidOR release); unset kinds use the layout's defaults under ``root``.
+        union_segment_mean: read UASAN's segment-level union features as its code does (one mean per segment,
+            repeated for every pair); off by default, and start-up stops with the way out instead.
         label_split: categories that keep their labels, ``"base"``/``"novel"``/``"all"`` or an
             ``(objects, predicates)`` pair. A relation is inside it when its predicate and both its objects are.
         outside_split: what becomes of annotations outside ``label_split``. ``"background"`` (default, the
@@ -143,8 +146,9 @@ class SegmentDataset(Dataset):
         labels: read the annotation and assign labels. features / union_features: read those arrays.
         filter: proposal filter (default: on for SGDet, off for ground-truth trajectories, as RePro).
 
-    The items are the segments with a proposal file ``<dir>/<subset>/<vid>/<tag>.json`` of an annotated video, in
-    (vid, fstart) order. The dataset pickles without its annotation cache, so DataLoader workers work.
+    The items are the segments of the subset's annotated videos that have proposals, in (vid, fstart) order. Every
+    folder the items need is checked at construction. Files are located only through ``self.layout``
+    (:meth:`files` names them per item). The dataset pickles without its caches, so DataLoader workers work.
     """
 
     def __init__(
@@ -154,6 +158,11 @@ class SegmentDataset(Dataset):
         split: str | PathLike | dict[str, Any] | None = None,
         mode: str = "SGDet",
         *,
+        layout: str = "auto",
+        paths: Mapping[str, Any] | None = None,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        val_seed: int = DEFAULT_VAL_SEED,
+        union_segment_mean: bool = False,
         label_split: str | tuple[str, str] = "base",
         outside_split: str = "background",
         labels: bool = True,
@@ -171,7 +180,8 @@ class SegmentDataset(Dataset):
             raise ValueError(f"SegmentDataset: expected mode in {MODES}, got {mode!r}")
         self.root = Path(root)
         self.dataset = detect_dataset(self.root)
-        self.subset = canonical_subset(self.dataset, subset)
+        self.videos = subset_videos(self.root, subset, self.dataset, val_fraction=val_fraction, val_seed=val_seed)
+        self.subset = self.videos.subset
         self.mode = mode
         if split is None:
             split = self.root / "splits.json" if (self.root / "splits.json").exists() else self.dataset
@@ -192,31 +202,18 @@ class SegmentDataset(Dataset):
         self.min_length, self.min_size = min_length, min_size
         self.viou_threshold, self.vpoi_threshold, self.min_overlap = viou_threshold, vpoi_threshold, min_overlap
         self.cache_size = cache_size
-        self.annotation_paths = annotation_paths(self.root, self.subset, self.dataset)
-
-        self.dirs = tuple(self.root / d / self.subset for d in _DIRS[mode])
-        if not self.dirs[0].is_dir():
-            raise ValueError(
-                f"{self.dirs[0]}: proposal directory does not exist; {mode} expects "
-                f"ROOT/{_DIRS[mode][0]}/{self.subset}/<vid>/<vid>-<fstart:04d>-<fend:04d>.json"
-            )
-        self.index: list[tuple[str, int, int]] = []
-        for vid in self.annotation_paths:
-            d = self.dirs[0] / vid
-            if not d.is_dir():
-                continue
-            found = []
-            for name in os.listdir(d):
-                if not name.endswith(".json"):
-                    continue
-                try:
-                    v, fs, fe = parse_segment_tag(name[:-5])
-                except ValueError as exc:
-                    raise ValueError(f"{d / name}: {exc}") from None
-                if v != vid:
-                    raise ValueError(f"{d / name}: segment tag names video {v!r} but lies under {vid!r}")
-                found.append((vid, fs, fe))
-            self.index.extend(sorted(found))
+        self.annotation_paths = self.videos.videos
+        self.layout = open_layout(
+            self.root,
+            self.videos,
+            mode,
+            layout,
+            paths,
+            features=features,
+            union_features=union_features,
+            union_segment_mean=union_segment_mean,
+        )
+        self.index: list[tuple[str, int, int]] = self.layout.segments()
         self._cache: OrderedDict[str, Annotation] = OrderedDict()
 
     def __len__(self) -> int:
@@ -231,6 +228,14 @@ class SegmentDataset(Dataset):
         """Segment tag of item i."""
         return segment_tag(*self.index[i])
 
+    def files(self, i: int) -> dict[str, Path]:
+        """``{kind: file}`` that item i is read from (proposals, and the feature kinds this dataset reads).
+
+        For RePro's VidOR release these are per-video files (the segment is one key / one row range in them).
+        """
+        roles = ("proposals",) + ("features",) * self.features + ("union_features",) * self.union_features
+        return self.layout.files(*self.index[i], roles=roles)
+
     def annotation(self, vid: str) -> Annotation:
         """The parsed annotation of ``vid`` (an LRU cache of ``cache_size`` videos per process)."""
         if vid in self._cache:
@@ -242,56 +247,28 @@ class SegmentDataset(Dataset):
             self._cache.popitem(last=False)
         return ann
 
-    def _feature_file(self, folder: Path, vid: str, tag: str) -> Path:
-        base = folder / vid / tag
-        for ext in (".npy", ".pkl"):
-            if (p := base.with_name(tag + ext)).exists():
-                return p
-        raise ValueError(f"{base}.npy: feature file does not exist (nor {tag}.pkl)")
-
     def __getitem__(self, i: int) -> Segment:
         vid, fs, fe = self.index[i]
         tag = segment_tag(vid, fs, fe)
         L = fe - fs
         gt = self.mode != "SGDet"
-        prop = read_proposals(
-            self.dirs[0] / vid / f"{tag}.json",
-            filter=self.filter,
-            min_length=self.min_length,
-            min_size=self.min_size,
-            gt=gt,
+        prop = self.layout.read_proposals(
+            vid, fs, fe, filter=self.filter, min_length=self.min_length, min_size=self.min_size, gt=gt,
             segment_length=L,
-        )
-        n, n_file = len(prop), prop.num_in_file
+        )  # fmt: skip
+        n = len(prop)
         boxes, valid = prop.padded(L)  # (n, L, 4), (n, L)
         pairs = all_pairs(n)  # (P, 2)
-
-        feats = union = None
-        if self.features:
-            path = self._feature_file(self.dirs[1], vid, tag)
-            arr = read_features(path)
-            if arr.shape[0] != n_file:
-                raise bad_file(path, "shape[0]", f"{arr.shape[0]} rows but {prop.path} has {n_file} trajectories")
-            feats = np.asarray(arr[prop.index], dtype=np.float32)
-        if self.union_features:
-            path = self._feature_file(self.dirs[2], vid, tag)
-            arr = read_features(path)
-            want = n_file * (n_file - 1)
-            if arr.shape[0] != want:
-                raise bad_file(
-                    path,
-                    "shape[0]",
-                    f"{arr.shape[0]} rows but {prop.path} has {n_file} trajectories: expected "
-                    f"n(n-1) = {want} ordered pairs",
-                )
-            union = np.asarray(arr[pair_rows(prop.index, n_file)], dtype=np.float32)
+        feats = self.layout.features(vid, fs, fe, prop) if self.features else None  # (n, [S,] D)
+        union = self.layout.union_features(vid, fs, fe, prop) if self.union_features else None  # (P, [S,] D)
 
         ids = self.vocab.object_ids
         classes = np.full(n, -1, dtype=np.int64)
         if gt:
             for k, c in enumerate(prop.category or []):
                 if c not in ids:
-                    raise bad_file(prop.path, f"[{prop.index[k]}].class", f"{c!r} is not an object of the split")
+                    where = f"{prop.field}[{prop.index[k]}].class"
+                    raise bad_file(prop.path, where, f"{c!r} is not an object of the split")
                 classes[k] = ids[c]
         traj_labels = pred_labels = pair_valid = None
         if self.labels:

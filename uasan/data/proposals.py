@@ -48,6 +48,7 @@ class Proposals:
     label: list[Any] | None  # (n,) the "label" values, when every entry has one
     category: list[str] | None  # (n,) ground-truth "class"
     tid: np.ndarray | None  # (n,) int64 ground-truth "tid"
+    field: str = ""  # where the list sits in ``path`` (a segment key of a per-video file), for error messages
 
     def __len__(self) -> int:
         return len(self.index)
@@ -95,6 +96,7 @@ class Proposals:
             label=None if self.label is None else [self.label[i] for i in keep],
             category=None if self.category is None else [self.category[i] for i in keep],
             tid=None if self.tid is None else self.tid[keep],
+            field=self.field,
         )
 
 
@@ -117,8 +119,31 @@ def read_proposals(
     """
     path = Path(path)
     data = load_json(path, "proposal")
+    return parse_proposals(
+        data, path, filter, min_length=min_length, min_size=min_size, gt=gt, segment_length=segment_length
+    )
+
+
+def parse_proposals(
+    data: Any,
+    path: PathLike,
+    filter: bool = True,  # noqa: A002 - the public name
+    *,
+    field: str = "",
+    min_length: int = MIN_LENGTH,
+    min_size: float = MIN_SIZE,
+    gt: bool | None = None,
+    segment_length: int | None = None,
+) -> Proposals:
+    """:func:`read_proposals` on an already parsed proposal list ``data`` that came from ``path``.
+
+    ``field`` is where the list sits in that file (e.g. a segment key of RePro's per-video VidOR files); errors name
+    ``<field>[i].<key>``.
+    """
+    path = Path(path)
+    where = field or "<document>"
     if not isinstance(data, list):
-        raise bad_file(path, "<document>", f"expected a list of trajectories, got {type(data).__name__}")
+        raise bad_file(path, where, f"expected a list of trajectories, got {type(data).__name__}")
     n = len(data)
     try:
         fstart = np.array([p["fstart"] for p in data], dtype=np.int64)
@@ -129,11 +154,11 @@ def read_proposals(
         if not all(type(p["fstart"]) is int for p in data):
             raise ValueError
     except (KeyError, TypeError, ValueError, OverflowError):
-        _locate_proposal_error(data, path)
-        raise bad_file(path, "<document>", "malformed proposal list") from None
+        _locate_proposal_error(data, path, field)
+        raise bad_file(path, where, "malformed proposal list") from None
     bad = np.flatnonzero(fstart < 0)
     if bad.size:
-        raise bad_file(path, f"[{bad[0]}].fstart", f"expected >= 0, got {fstart[bad[0]]}")
+        raise bad_file(path, f"{field}[{bad[0]}].fstart", f"expected >= 0, got {fstart[bad[0]]}")
     length = np.array([len(a) for a in arrays], dtype=np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(length, out=offsets[1:])
@@ -143,7 +168,7 @@ def read_proposals(
         i = int(np.searchsorted(offsets, bad[0], side="right") - 1)
         raise bad_file(
             path,
-            f"[{i}].bboxes[{bad[0] - offsets[i]}]",
+            f"{field}[{i}].bboxes[{bad[0] - offsets[i]}]",
             f"expected x1 <= x2 and y1 <= y2, got {boxes[bad[0]].tolist()}",
         )
     if segment_length is not None:
@@ -152,17 +177,17 @@ def read_proposals(
             i = bad[0]
             raise bad_file(
                 path,
-                f"[{i}].bboxes",
+                f"{field}[{i}].bboxes",
                 f"fstart {fstart[i]} + {length[i]} boxes run past the segment end ({segment_length})",
             )
     if not np.isfinite(score).all():
-        raise bad_file(path, f"[{np.flatnonzero(~np.isfinite(score))[0]}].score", "not finite")
+        raise bad_file(path, f"{field}[{np.flatnonzero(~np.isfinite(score))[0]}].score", "not finite")
 
     label = [p["label"] for p in data] if all("label" in p for p in data) else None
     category = tid = None
     if gt or (gt is None and n and all("class" in p and "tid" in p for p in data)):
-        category = [require(p, "class", path, f"[{i}].class", str) for i, p in enumerate(data)]
-        tid = np.array([require(p, "tid", path, f"[{i}].tid", int) for i, p in enumerate(data)], dtype=np.int64)
+        category = [require(p, "class", path, f"{field}[{i}].class", str) for i, p in enumerate(data)]
+        tid = np.array([require(p, "tid", path, f"{field}[{i}].tid", int) for i, p in enumerate(data)], dtype=np.int64)
     props = Proposals(
         path=os.fspath(path),
         num_in_file=n,
@@ -175,6 +200,7 @@ def read_proposals(
         label=label,
         category=category,
         tid=tid,
+        field=field,
     )
     if not filter or n == 0:
         return props
@@ -184,20 +210,20 @@ def read_proposals(
     return props if keep.all() else props.select(keep)
 
 
-def _locate_proposal_error(data: list, path: Path) -> None:
+def _locate_proposal_error(data: list, path: Path, field: str) -> None:
     """Names the first malformed field of a proposal list (slow path, only on error)."""
     for i, p in enumerate(data):
-        fs = require(p, "fstart", path, f"[{i}].fstart", int)
+        fs = require(p, "fstart", path, f"{field}[{i}].fstart", int)
         del fs
-        require(p, "score", path, f"[{i}].score", (int, float))
-        bbs = require(p, "bboxes", path, f"[{i}].bboxes", list)
+        require(p, "score", path, f"{field}[{i}].score", (int, float))
+        bbs = require(p, "bboxes", path, f"{field}[{i}].bboxes", list)
         if not bbs:
-            raise bad_file(path, f"[{i}].bboxes", "empty: a trajectory needs at least one box")
+            raise bad_file(path, f"{field}[{i}].bboxes", "empty: a trajectory needs at least one box")
         for t, b in enumerate(bbs):
             ok = isinstance(b, (list, tuple)) and len(b) == 4
             ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
             if not ok:
-                raise bad_file(path, f"[{i}].bboxes[{t}]", f"expected [x1, y1, x2, y2] numbers, got {b!r:.80}")
+                raise bad_file(path, f"{field}[{i}].bboxes[{t}]", f"expected [x1, y1, x2, y2] numbers, got {b!r:.80}")
 
 
 def read_features(path: PathLike) -> np.ndarray:

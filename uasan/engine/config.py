@@ -60,16 +60,60 @@ _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the data lives and how it is batched."""
+    """Where the data lives, how it is laid out, the held-out validation videos, and how it is batched.
 
-    root: str | None = None  # data set root; None for synth = generated under the run folder
+    ``layout`` and the per-kind folders say where a real data set's files are (``uasan.data.layouts``): each of
+    ``proposals`` … ``gt_union_features`` is a folder or a list of folders (searched in order), absolute or relative
+    to the working directory; ``null`` = the layout's published folder name under ``root``. ``video2seg``: RePro's
+    VidOR segment lists (optional, saves parsing every per-video file at start-up).
+    """
+
+    root: str | None = None  # data set root (the annotations); None for synth = generated under the run folder
     dataset: Literal["synth", "vidvrd", "vidor"] = "synth"
+    layout: Literal["auto", "uasan", "repro", "uasan-public"] = "auto"  # auto = detected from the folders
+    proposals: str | list[str] | None = None  # detected segment trajectories (SGDet)
+    features: str | list[str] | None = None  # their trajectory features
+    union_features: str | list[str] | None = None  # their per-pair union features
+    gt_proposals: str | list[str] | None = None  # ground-truth segment trajectories (SGCls, PredCls)
+    gt_features: str | list[str] | None = None
+    gt_union_features: str | list[str] | None = None
+    video2seg: str | list[str] | None = None  # RePro VidOR: VidOR{train,val}_video2seg.json
+    union_segment_mean: bool = False  # uasan-public: every pair gets its segment's mean union feature (UASAN's code)
+    val_fraction: float = 0.1  # training videos held out for validation (never a gradient step); ROOT/val wins
+    val_seed: int = 0  # seed of the hash that picks them (stable across machines; independent of train.seed)
     num_workers: int = 0  # DataLoader worker processes
     batch_segments: int = 8  # video segments per batch (per process under DDP)
 
     def __post_init__(self) -> None:
         _check_min(self, "num_workers", 0, "data")
         _check_min(self, "batch_segments", 1, "data")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction: expected a number in [0, 1), got {self.val_fraction}")
+        for name in _DATA_PATH_KINDS:
+            value = getattr(self, name)
+            if isinstance(value, list) and not value:
+                raise ValueError(f"data.{name}: an empty list; give a folder, a list of folders, or null")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``uasan.data.SegmentDataset`` that this section sets (layout, folders, split)."""
+        return {
+            "layout": self.layout,
+            "paths": {k: getattr(self, k) for k in _DATA_PATH_KINDS if getattr(self, k) is not None},
+            "val_fraction": self.val_fraction,
+            "val_seed": self.val_seed,
+            "union_segment_mean": self.union_segment_mean,
+        }
+
+
+_DATA_PATH_KINDS = (
+    "proposals",
+    "features",
+    "union_features",
+    "gt_proposals",
+    "gt_features",
+    "gt_union_features",
+    "video2seg",
+)
 
 
 @dataclass(frozen=True)
