@@ -321,6 +321,10 @@ def test_bad_files_and_arguments(clip, case_file, tmp_path):
         render(view, tmp_path / "x.mp4", video_file=case_file)
     with pytest.raises(ValueError, match=r"--segment: expected a segment index in \[0, 1\)"):
         render(view, tmp_path / "x.png", segment=1)
+    with pytest.raises(ValueError, match="--graphs"):
+        render(view, tmp_path / "x.png", graphs=0)
+    with pytest.raises(ValueError, match="--what"):
+        render(view, tmp_path / "x.html", what="timeline")
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.png").exists()
 
 

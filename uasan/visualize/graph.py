@@ -17,7 +17,8 @@ from matplotlib.patches import FancyArrowPatch
 
 from uasan.visualize.view import MISSED, STATUS_COLOR, VideoView
 
-_RAD = 0.35  # arc bend: the two directions of a pair get separate arcs
+_RAD = 0.3  # arc bend: the two directions of a pair get separate arcs
+_LABEL_AT = 0.4  # where along its arc an edge's labels sit (0: subject, 1: object)
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def segment_graph(view: VideoView, segment: tuple[int, int]) -> SegmentGraph:
 
 
 def top_segments(view: VideoView, n: int) -> list[int]:
-    """Indices of the ``n`` segments with the largest summed score of active top-K predictions (then the most
-    missed ground truth), in time order."""
+    """Indices of ``n`` segments, in time order: the largest summed score of active top-K predictions first (then
+    the most missed ground truth), preferring segments that do not overlap one already chosen."""
     segs = view.segments()
     top = [view.predictions[i] for i in view.top]
     missed = [r for k, r in enumerate(view.groundtruth) if not view.match.gt_hit[k]]
@@ -82,10 +83,15 @@ def top_segments(view: VideoView, n: int) -> list[int]:
         for seg in segs
     ]  # fmt: skip
     order = sorted(range(len(segs)), key=lambda j: (-weight[j][0], -weight[j][1], j))
-    return sorted(order[: max(n, 0)])
+    chosen: list[int] = []
+    for j in order:  # consecutive segments share half their frames: spread the picks over the video first
+        if len(chosen) < n and all(segs[j][1] <= segs[c][0] or segs[c][1] <= segs[j][0] for c in chosen):
+            chosen.append(j)
+    chosen += [j for j in order if j not in chosen][: max(n - len(chosen), 0)]
+    return sorted(chosen)
 
 
-def draw_graph(ax: object, view: VideoView, segment: tuple[int, int], max_labels: int = 4) -> SegmentGraph:
+def draw_graph(ax: object, view: VideoView, segment: tuple[int, int], max_labels: int = 3) -> SegmentGraph:
     """Draws the segment's graph on ``ax``; at most ``max_labels`` predicates per ordered pair are written out."""
     g = segment_graph(view, segment)
     names = list(g.nodes)
@@ -105,14 +111,22 @@ def draw_graph(ax: object, view: VideoView, segment: tuple[int, int], max_labels
             ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), connectionstyle=f"arc3,rad={_RAD}", arrowstyle="-|>",
                                          mutation_scale=10, lw=1.0, color=MISSED if dashed else "#505050",
                                          ls="--" if dashed else "-", shrinkA=14, shrinkB=14))  # fmt: skip
-            # the quadratic arc's midpoint: the chord's middle + rad / 2 × (dy, −dx)
-            mx, my = (x0 + x1) / 2 + _RAD * (y1 - y0) / 2, (y0 + y1) / 2 - _RAD * (x1 - x0) / 2
-        shown = edges[:max_labels]
+            # a point of the quadratic arc (control point: chord middle + rad × (dy, −dx)) before its middle, so
+            # that the two directions of a pair label their arcs apart
+            cx, cy = (x0 + x1) / 2 + _RAD * (y1 - y0), (y0 + y1) / 2 - _RAD * (x1 - x0)
+            t = _LABEL_AT
+            mx = (1 - t) ** 2 * x0 + 2 * t * (1 - t) * cx + t**2 * x1
+            my = (1 - t) ** 2 * y0 + 2 * t * (1 - t) * cy + t**2 * y1
+        # hits and misses first (they are what the picture is for), then false positives by rank
+        edges = sorted(edges, key=lambda e: (e.status == "false_positive", -(e.score or 0.0)))
+        shown = edges if len(edges) <= max_labels else [*edges[: max_labels - 1], None]
         for k, e in enumerate(shown):
-            text = e.predicate if len(edges) <= max_labels or k < max_labels - 1 else f"+{len(edges) - k} more"
-            color = STATUS_COLOR[e.status] if not text.startswith("+") else "#505050"
-            ax.text(mx, my - 0.11 * (k - (len(shown) - 1) / 2), text, fontsize=6, ha="center", va="center",
-                    color=color, fontweight="bold" if e.predicate in view.novel_predicates else "normal")  # fmt: skip
+            y = my - 0.11 * (k - (len(shown) - 1) / 2)
+            if e is None:
+                ax.text(mx, y, f"+{len(edges) - k} more", fontsize=6, ha="center", va="center", color="#505050")
+                continue
+            ax.text(mx, y, e.predicate, fontsize=6, ha="center", va="center", color=STATUS_COLOR[e.status],
+                    fontweight="bold" if e.predicate in view.novel_predicates else "normal")  # fmt: skip
     for name in names:
         x, y = pos[name]
         ax.text(x, y, name, ha="center", va="center", fontsize=7, color="white",

@@ -78,8 +78,9 @@ def render_png(
     segments) or ``"summary"`` (all three stacked)."""
     if what not in WHATS:
         raise ValueError(f"--what: expected one of {WHATS}, got {what!r}")
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"--frames: expected a positive integer, got {frames!r}")
+    for name, value in (("--frames", frames), ("--graphs", graphs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     parts = [what] if what != "summary" else ["timeline", "keyframes", "graph"]
     seg_ids = _segment_ids(view, segment, graphs) if "graph" in parts else []
     shown = key_frames(view, frames) if "keyframes" in parts else []
@@ -208,9 +209,9 @@ def render(view: VideoView, out: str | os.PathLike, **kwargs: Any) -> Rendered:
     if suffix == ".png":
         return render_png(view, out, **kwargs)
     what = kwargs.pop("what", "summary")
+    if what != "summary":
+        raise ValueError(f"--what: {what!r} selects the content of a PNG; {suffix or 'this'} output has a fixed one")
     if suffix in (".html", ".htm"):
-        if what != "summary":
-            raise ValueError(f"--what: {what!r} applies to a PNG; an HTML report holds every picture")
         return render_html(view, out, **kwargs)
     if suffix == ".mp4":
         return render_mp4(view, out, video_file=kwargs.get("video_file"))
