@@ -14,18 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+# Headless without touching the user's backend: Figure + the Agg canvas directly, never pyplot.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: the pictures are files
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from uasan.engine._atomic import atomic_write, atomic_write_text  # noqa: E402
-from uasan.evaluation import evaluate_relations  # noqa: E402
-from uasan.visualize.frames import DrawnBox, draw_keyframes, key_frames, write_overlay  # noqa: E402
-from uasan.visualize.graph import SegmentGraph, draw_graphs, top_segments  # noqa: E402
-from uasan.visualize.timeline import NOVEL_MARK, TimelineRow, draw_timeline, timeline_height  # noqa: E402
-from uasan.visualize.view import STATUS_COLOR, VideoView  # noqa: E402
+from uasan.engine._atomic import atomic_write, atomic_write_text
+from uasan.evaluation import evaluate_relations
+from uasan.visualize.frames import DrawnBox, draw_keyframes, key_frames, write_overlay
+from uasan.visualize.graph import SegmentGraph, draw_graphs, top_segments
+from uasan.visualize.timeline import NOVEL_MARK, TimelineRow, draw_timeline, timeline_height
+from uasan.visualize.view import STATUS_COLOR, VideoView
 
 WHATS = ("summary", "timeline", "keyframes", "graph")
 WIDTH = 12.0  # inches

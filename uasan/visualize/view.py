@@ -71,11 +71,13 @@ class VideoView:
 
     @property
     def width(self) -> int:
-        return int(self.annotation.width or 0) or int(np.ceil(self.annotation.boxes[..., 2].max(initial=63) + 1))
+        """The annotation's frame width; without one, enough for every box."""
+        return int(self.annotation.width or 0) or _extent(self.annotation.boxes[..., 2])
 
     @property
     def height(self) -> int:
-        return int(self.annotation.height or 0) or int(np.ceil(self.annotation.boxes[..., 3].max(initial=35) + 1))
+        """The annotation's frame height; without one, enough for every box."""
+        return int(self.annotation.height or 0) or _extent(self.annotation.boxes[..., 3])
 
     @property
     def frame_count(self) -> int:
@@ -97,6 +99,11 @@ class VideoView:
     def segments(self) -> list[tuple[int, int]]:
         """The protocol's 30-frame segments (stride 15); the whole video when it is shorter."""
         return segments(self.frame_count) or [(0, self.frame_count)]
+
+
+def _extent(coords: np.ndarray) -> int:
+    """Pixels needed to show every coordinate (inclusive pixels), at least 16."""
+    return max(int(np.ceil(coords.max(initial=0))) + 1, 16)
 
 
 def _aligned_iou(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> float:
