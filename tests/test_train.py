@@ -63,6 +63,13 @@ def test_outputs_and_metrics_shape(trained):
     assert (trained / "model.pt").is_file() and (trained / "config.yaml").is_file()
 
 
+def test_run_draws_the_first_test_video(trained):
+    from matplotlib.image import imread
+
+    (png,) = (trained / "visualize").glob("*.png")  # uasan.visualize.run_picture
+    assert imread(png).ndim == 3
+
+
 def test_predict_cli_matches_training_output(trained, world, tmp_path):
     out = tmp_path / "pred.json"
     rc = predict.main(

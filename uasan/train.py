@@ -352,6 +352,12 @@ def run(
         log = vout / "stage2" / "log.jsonl"
         if log.is_file() and read_jsonl(log):
             plot_curves(log, vout / "curves.png", title=f"UASAN ({variant}) stage 2")
+        try:  # OUT/visualize/<first test video>.png; a drawing failure must not fail a finished run
+            from uasan.visualize import run_picture
+
+            run_picture(vout, root)
+        except Exception as exc:
+            print(f"uasan.train: no picture in {vout / 'visualize'} ({type(exc).__name__}: {exc})", file=sys.stderr)
         results[variant] = metrics
     if len(variants) > 1 and results and dist.is_main_process():
         write_ablation(out, results)

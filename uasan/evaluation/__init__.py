@@ -3,6 +3,7 @@ open-vocabulary SGDet / SGCls / PredCls × split protocol, trajectory classifica
 for the trainer. See :mod:`uasan.evaluation.relations` for the exact definitions."""
 
 from uasan.evaluation.evaluator import RelationEvaluator
+from uasan.evaluation.matching import RelationMatch, match_relations
 from uasan.evaluation.protocol import (
     MODES,
     SPLITS,
@@ -17,10 +18,12 @@ __all__ = [
     "MODES",
     "SPLITS",
     "RelationEvaluator",
+    "RelationMatch",
     "evaluate_open_vocabulary",
     "evaluate_relations",
     "evaluate_relations_ref",
     "filter_groundtruth",
+    "match_relations",
     "split_categories",
     "trajectory_recall",
 ]

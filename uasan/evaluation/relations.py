@@ -252,6 +252,31 @@ def _float32_curves(tp: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]
     return rec, prec
 
 
+def greedy_match_ref(gts: Sequence[tuple], preds: Sequence[tuple], viou_threshold: float) -> np.ndarray:
+    """The official detection matching of one video: (P,) int64, the ground truth each prediction took, or -1.
+
+    ``gts``: ``(triplet, begin, sub (T, 4), obj (T, 4))``; ``preds``: ``(triplet, begin, score, sub, obj)``, already
+    in the evaluator's score order. Each prediction takes the not yet matched ground truth of its triplet with the
+    largest ``min(vIoU_s, vIoU_o) >= viou_threshold`` (strict ``>`` between candidates).
+    """
+    from uasan.ops import viou_ref
+
+    detected = [False] * len(gts)
+    match = np.full(len(preds), -1, dtype=np.int64)
+    for k, (t, b, _, ps, po) in enumerate(preds):
+        best, best_ov = -1, -math.inf
+        for g, (gt_t, gb, gs, go) in enumerate(gts):
+            if detected[g] or gt_t != t:
+                continue
+            ov = min(viou_ref(b, ps, gb, gs), viou_ref(b, po, gb, go))
+            if ov >= viou_threshold and ov > best_ov:
+                best, best_ov = g, ov
+        if best >= 0:
+            match[k] = best
+            detected[best] = True
+    return match
+
+
 def evaluate_relations_ref(
     groundtruth: RelationsByVideo,
     prediction: RelationsByVideo,
@@ -264,8 +289,6 @@ def evaluate_relations_ref(
 
     Same inputs, checks and result as :func:`evaluate_relations` (see the module docstring for the definitions).
     """
-    from uasan.ops import viou_ref
-
     op = "evaluate_relations_ref"
     thr, det_nreturns, tag_nreturns = _check_options(op, viou_threshold, det_nreturns, tag_nreturns)
     _check_videos(op, "groundtruth", groundtruth)
@@ -293,19 +316,7 @@ def evaluate_relations_ref(
         preds.sort(key=lambda p: p[2], reverse=True)  # stable: equal scores keep their input order
 
         # detection: greedy matching in score order
-        detected = [False] * len(gts)
-        tp = np.zeros(len(preds), dtype=bool)
-        for k, (t, b, _, ps, po) in enumerate(preds):
-            best, best_ov = -1, -math.inf
-            for g, (gt_t, gb, gs, go) in enumerate(gts):
-                if detected[g] or gt_t != t:
-                    continue
-                ov = min(viou_ref(b, ps, gb, gs), viou_ref(b, po, gb, go))
-                if ov >= thr and ov > best_ov:
-                    best, best_ov = g, ov
-            if best >= 0:
-                tp[k] = True
-                detected[best] = True
+        tp = greedy_match_ref(gts, preds, thr) >= 0
         rec, prec = _float32_curves(tp, len(gts))
         ap[vid] = _voc_ap_ref(rec, prec)
         for k in det_nreturns:
