@@ -42,7 +42,9 @@ def _check_segment(root, tower, kind_dirs, subset, vid, tag, fstart, tokens, k=8
 
 
 @pytest.mark.parametrize(
-    ("tower_fixture", "tokens"), [("blip2", False), ("blip2", True), ("clip", False)], ids=["blip2", "blip2-tokens", "clip"]
+    ("tower_fixture", "tokens"),
+    [("blip2", False), ("blip2", True), ("clip", False)],
+    ids=["blip2", "blip2-tokens", "clip"],
 )
 def test_cli_features_equal_direct_computation(root, request, tower_fixture, tokens):
     tower_dir = request.getfixturevalue(tower_fixture)
@@ -96,10 +98,13 @@ def test_engine_is_independent_of_workers_and_batching(root, blip2, workers, bat
     assert main(["tracklets", "--root", str(root), "--quiet"]) == 0
     tower = load_vision_tower(blip2, "cpu")
     ref, got = {}, {}
-    FeatureEngine(tower, batch_size=64, workers=1).run([VideoTask("vidA", root / "videos/vidA.mp4",
-                                                                  lambda: _jobs(root, "vidA", [0, 15, 30], ref))])  # fmt: skip
-    FeatureEngine(tower, batch_size=batch, workers=workers).run([VideoTask("vidA", root / "videos/vidA.mp4",
-                                                                           lambda: _jobs(root, "vidA", [0, 15, 30], got))])  # fmt: skip
+    video = root / "videos/vidA.mp4"
+    FeatureEngine(tower, batch_size=64, workers=1).run(
+        [VideoTask("vidA", video, lambda: _jobs(root, "vidA", [0, 15, 30], ref))]
+    )
+    FeatureEngine(tower, batch_size=batch, workers=workers).run(
+        [VideoTask("vidA", video, lambda: _jobs(root, "vidA", [0, 15, 30], got))]
+    )
     assert ref.keys() == got.keys() == {"vidA-0000-0030", "vidA-0015-0045", "vidA-0030-0060"}
     for tag in ref:
         for a, b in zip(ref[tag], got[tag], strict=True):
@@ -141,3 +146,54 @@ def test_plan_counts_dedup(root):
     # every full-length trajectory has 8 crops; unordered pairs share theirs: at most n*8 + n(n-1)/2*8 crops
     assert plan.num_requests == int(plan.counts.sum())
     assert plan.num_crops <= n * 8 + n * (n - 1) // 2 * 8 < plan.num_requests
+
+
+def test_slow_model_fast_producer(root, blip2):
+    """The producer finishes (and shuts its processor pool) long before the model: queued work must still run."""
+    import time
+
+    assert main(["tracklets", "--root", str(root), "--quiet"]) == 0
+    tower = load_vision_tower(blip2, "cpu")
+
+    class Slow:
+        dim, num_tokens, fill, preprocess = tower.dim, tower.num_tokens, tower.fill, tower.preprocess
+
+        def encode(self, pixels, tokens):
+            time.sleep(0.01)
+            return tower.encode(pixels, tokens)
+
+    ref, got = {}, {}
+    FeatureEngine(tower, batch_size=3, workers=0).run(
+        [VideoTask("vidA", root / "videos/vidA.mp4", lambda: _jobs(root, "vidA", [0, 15, 30], ref))]
+    )
+    FeatureEngine(Slow(), batch_size=3, workers=2, prefetch=64).run(
+        [VideoTask("vidA", root / "videos/vidA.mp4", lambda: _jobs(root, "vidA", [0, 15, 30], got))]
+    )
+    assert got.keys() == ref.keys() and len(got) == 3
+    for tag in ref:
+        for a, b in zip(ref[tag], got[tag], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_empty_and_single_trajectory_segments(root, blip2):
+    tower = load_vision_tower(blip2, "cpu")
+    got = {}
+
+    def job(tag, boxes, valid):
+        return SegmentJob(tag, 0, boxes, valid, lambda t, u: got.__setitem__(tag, (t, u)))
+
+    one = np.array([[world.box_at(0, 0, f) for f in range(30)]])
+    apart = np.stack([one[0], one[0] + 20])  # two trajectories that never co-occur
+    valid_apart = np.zeros((2, 30), bool)
+    valid_apart[0, :10], valid_apart[1, 20:] = True, True
+    jobs = [job("empty", np.zeros((0, 30, 4)), np.zeros((0, 30), bool)), job("one", one, np.ones((1, 30), bool)),
+            job("apart", apart, valid_apart)]  # fmt: skip
+    FeatureEngine(tower, workers=0).run([VideoTask("vidA", root / "videos/vidA.mp4", lambda: jobs)])
+    assert got["empty"][0].shape == (0, 16) and got["empty"][1].shape == (0, 16)
+    assert got["one"][0].shape == (1, 16) and got["one"][1].shape == (0, 16)
+    t, u = got["apart"]
+    assert t.shape == (2, 16) and (np.abs(t).sum(1) > 0).all() and u.shape == (2, 16) and (u == 0).all()
+    frames = world.decode_all(root / "videos/vidA.mp4")
+    ref_t, ref_u = segment_features_ref(lambda f: frames[f], apart, valid_apart, 0, tower)
+    np.testing.assert_allclose(t, ref_t, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(u, ref_u)

@@ -159,9 +159,10 @@ def tiny_yolos(folder: Path, seed: int = 0) -> Path:
     from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
 
     torch.manual_seed(seed)
+    labels = dict(enumerate(CATEGORIES))
     cfg = YolosConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                       image_size=[32, 32], patch_size=8, num_detection_tokens=5, num_labels=3,
-                      id2label=dict(enumerate(CATEGORIES)), label2id={c: i for i, c in enumerate(CATEGORIES)})  # fmt: skip
+                      id2label=labels, label2id={c: i for i, c in labels.items()})  # fmt: skip
     YolosForObjectDetection(cfg).save_pretrained(folder)
     YolosImageProcessor(size={"shortest_edge": 32, "longest_edge": 64}).save_pretrained(folder)
     return folder

@@ -209,7 +209,8 @@ class FeatureEngine:
         finally:
             put(_END)
             if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+                # queued preprocessing still feeds the consumer; only an aborted run drops it
+                pool.shutdown(wait=False, cancel_futures=stop.is_set())
 
     def _produce_video(self, ti: int, task: VideoTask, put: Callable[[Any], bool], pool: ThreadPoolExecutor | None):
         jobs = task.jobs()

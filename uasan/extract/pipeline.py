@@ -25,7 +25,7 @@ from uasan.data import parse_segment_tag, read_annotation, read_proposals, segme
 from uasan.engine._atomic import atomic_write_text
 from uasan.extract.detections import detections_path, read_detections, write_detections
 from uasan.extract.features import FeatureEngine, Listener, SegmentJob, VideoTask
-from uasan.extract.layout import Layout, VideoItem, save_npy
+from uasan.extract.layout import KINDS, Layout, VideoItem, save_npy
 from uasan.extract.towers import ObjectDetector
 from uasan.extract.tracklets import dump_proposals, gt_tracklets, segment_tracklets
 from uasan.extract.video import VideoError, iter_frames
@@ -250,6 +250,12 @@ def _segment_jobs(
     """The segments of a video still to featurize (writes missing ground-truth proposal files on the way)."""
     ann = read_annotation(item.annotation)
     grid = segments(ann.frame_count)
+    for kind in kinds:  # temp files of writes a hard kill interrupted (this video's folders are ours alone)
+        for i in (1, 2):
+            folder = layout.out / KINDS[kind][i] / item.subset / item.vid
+            for name in _listdir(folder):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    (folder / name).unlink(missing_ok=True)
     jobs = []
     for kind in kinds:
         if kind == "gt":
