@@ -20,9 +20,9 @@ numbers fast:
 
 Determinism: a segment's batches hold only its own crops, in its plan's (frame, rectangle) order, so its features
 depend on nothing else: a resumed run or a shard writes the same bytes as one uninterrupted run with the same
-settings (batch size and device included). Memory: the producer keeps, per open segment (at most two overlap),
-fewer than ``batch_size`` raw crops, and at most ``prefetch`` batches wait for the model; one decoded frame lives at
-a time.
+settings (batch size and device included). Memory: the producer keeps fewer than ``batch_size`` raw crops per
+active segment (those whose sampled frames span the current frame: a few overlapping ones), at most ``prefetch``
+batches wait for the model, and one decoded frame lives at a time, however long the video.
 """
 
 from __future__ import annotations
@@ -224,19 +224,17 @@ class FeatureEngine:
             job.plan = plan_segment(job.boxes, job.valid, job.fstart, W, H, self.frames, impl=self.impl)
         if not put(("start", ti, task, jobs)):
             return
-        by_frame: dict[int, list[tuple[int, int]]] = {}  # frame → [(job, crop)]
-        ends: dict[int, list[int]] = {}  # last frame of a job's crops → [job]
+        todo = []  # jobs with crops, by their first crop frame
         for j, job in enumerate(jobs):
-            plan = job.plan
-            if plan.num_crops == 0:
-                if not put(("segment", ti, j)):
-                    return
-                continue
-            for c, f in enumerate(plan.frames.tolist()):
-                by_frame.setdefault(f, []).append((j, c))
-            ends.setdefault(int(plan.frames[-1]), []).append(j)
-        pending: dict[int, list[np.ndarray]] = {j: [] for j in range(len(jobs))}
-        first: dict[int, int] = dict.fromkeys(range(len(jobs)), 0)  # first crop index of the pending batch
+            if job.plan.num_crops:
+                todo.append(j)
+            elif not put(("segment", ti, j)):
+                return
+        todo.sort(key=lambda j: (int(jobs[j].plan.frames[0]), j))
+        needed = np.unique(np.concatenate([jobs[j].plan.frames for j in todo])) if todo else np.zeros(0, np.int64)
+        pending: dict[int, list[np.ndarray]] = {j: [] for j in todo}
+        first = dict.fromkeys(todo, 0)  # index of the pending batch's first crop
+        cursor = dict.fromkeys(todo, 0)  # next crop to cut
         fill = self.tower.fill
 
         def flush(j: int) -> bool:
@@ -249,16 +247,30 @@ class FeatureEngine:
             first[j] += len(crops)
             return put(("batch", ti, j, c0, work))
 
-        for f, img in iter_frames(task.path, sorted(by_frame)):
+        # Only the jobs whose frame span covers the current frame are active (a few overlapping segments), so no
+        # per-video index of crops is built: memory stays bounded however long the video is.
+        active: list[int] = []
+        nxt = 0
+        for f, img in iter_frames(task.path, needed):
             if img.shape[:2] != (H, W):
                 raise VideoError(f"{task.path}: frame {f} is {img.shape[1]}x{img.shape[0]}, the stream said {W}x{H}")
-            for j, c in by_frame[f]:
-                pending[j].append(take_crop(img, jobs[j].plan.rects[c], fill))
-                if len(pending[j]) == self.batch_size and not flush(j):
+            while nxt < len(todo) and jobs[todo[nxt]].plan.frames[0] <= f:
+                active.append(todo[nxt])
+                nxt += 1
+            still = []
+            for j in active:
+                plan, c = jobs[j].plan, cursor[j]
+                while c < plan.num_crops and plan.frames[c] == f:
+                    pending[j].append(take_crop(img, plan.rects[c], fill))
+                    c += 1
+                    if len(pending[j]) == self.batch_size and not flush(j):
+                        return
+                cursor[j] = c
+                if c < plan.num_crops:
+                    still.append(j)
+                elif not (flush(j) and put(("segment", ti, j))):
                     return
-            for j in ends.get(f, ()):
-                if not (flush(j) and put(("segment", ti, j))):
-                    return
+            active = still
         put(("video", ti, task, len(jobs)))
 
     # -- consumer (calling thread): the tower, accumulation, writing ------------------------------------------

@@ -53,10 +53,13 @@ class Summary:
     seconds: float = 0.0
 
     def report(self) -> str:
-        lines = [
+        head = (
             f"{self.step}: {self.videos} videos: {len(self.done)} written, {len(self.complete)} already complete, "
-            f"{len(self.failed)} failed; {self.segments} segments written, {self.skipped} skipped as complete"
-        ]
+            f"{len(self.failed)} failed"
+        )
+        if self.step != "detect":
+            head += f"; {self.segments} segments written, {self.skipped} skipped as complete"
+        lines = [head]
         if self.crops:
             rate = self.crops / max(self.seconds, 1e-9)
             lines.append(
