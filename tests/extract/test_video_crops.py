@@ -119,3 +119,15 @@ def test_plan_segment_empty_and_single():
     assert plan.num_crops == 0 and plan.num_pairs == 0 and len(plan.counts) == 0
     plan = plan_segment(np.array([[[1, 1, 9, 9]] * 30], float), np.ones((1, 30), bool), 0, 64, 48, 4)
     assert plan.num_crops == 4 and plan.counts.tolist() == [4] and plan.frames.tolist() == [0, 10, 19, 29]
+
+
+def test_missing_pyav_is_a_clear_import_error(monkeypatch, base_root):
+    import sys
+
+    from uasan.extract.video import require_av
+
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(ImportError, match=r"pip install 'uasan\[extract\]'"):
+        require_av()
+    with pytest.raises(ImportError, match="PyAV"):
+        list(iter_frames(base_root / "videos/vidA.mp4", [0]))

@@ -11,6 +11,7 @@ Every file is written atomically; a failure in one video leaves every file alrea
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -296,8 +297,6 @@ def _segment_jobs(
 
 
 def _listdir(folder: Path) -> list[str]:
-    import os
-
     return os.listdir(folder) if folder.is_dir() else []
 
 
