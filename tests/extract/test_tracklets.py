@@ -67,6 +67,8 @@ def test_class_aware_and_options(root):
     got = segment_tracklets(dets, 15, 45, class_aware=True, suppress_iou=0.7)
     _same(got, _by_hand(det, 15, 45, 0.7, labels=True))
     assert len(segment_tracklets(dets, 15, 45, max_tracklets=1)) == 1
+    with pytest.raises(ValueError, match="max_tracklets"):
+        segment_tracklets(dets, 15, 45, max_tracklets=0)
     assert segment_tracklets(dets, 15, 45, min_length=31) == []
     avg = segment_tracklets(dets, 0, 30, rescore="avg")
     assert all(0 < p["score"] <= 1 for p in avg)

@@ -138,6 +138,8 @@ def run_detect(
     quiet: bool = False,
 ) -> Summary:
     """Runs ``detector`` on frames ``[0, frame_count)`` of every video; writes ``out_dir/<vid>.json``."""
+    if batch_size < 1:
+        raise ValueError(f"--det-batch: expected >= 1 frames per detector batch, got {batch_size}")
     summary = Summary("detect", videos=len(items))
     t0 = time.perf_counter()
     bar = _bar(len(items), "detect", quiet)

@@ -209,6 +209,8 @@ class HFObjectDetector:
     ):
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
+        if max_per_frame < 1:
+            raise ValueError(f"--det-max: expected >= 1 detections per frame, got {max_per_frame}")
         folder = _checkpoint_dir(path, "object detector")
         self.device = resolve_device(device)
         self.model = AutoModelForObjectDetection.from_pretrained(folder).eval().requires_grad_(False).to(self.device)

@@ -56,6 +56,8 @@ def segment_tracklets(
     Returns the RePro proposal list ``[{fstart, score, bboxes, label?}]`` (see the module docstring for the
     recipe); ``max_tracklets`` keeps the first that many after filtering (Seq-NMS's order, best first).
     """
+    if max_tracklets is not None and max_tracklets < 1:
+        raise ValueError(f"max_tracklets: expected None or >= 1, got {max_tracklets}")
     boxes, scores, codes, names = dets.window(fstart, fend)  # (L, B, 4), (L, B), (L, B) | None
     if boxes.shape[1] == 0:
         return []
