@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from uasan.data import annotation_paths, canonical_subset, detect_dataset
-from uasan.data.annotations import SUBSETS
+from uasan.data.annotations import SUBSETS, VAL, own_val_folder
 from uasan.engine._atomic import atomic_write
 
 __all__ = ["KINDS", "Layout", "VideoItem", "list_videos", "parse_shard", "save_npy", "select_shard", "shard_from_env"]
@@ -72,11 +72,15 @@ def list_videos(root: str | os.PathLike[str], subsets: list[str] | None = None) 
     dataset = detect_dataset(root)
     names = subsets or list(SUBSETS[dataset])
     items = []
+    if subsets is None and own_val_folder(root, dataset).is_dir():
+        names.append(VAL)  # a root with its own validation annotations (the synthetic world writes ROOT/val)
     for s in dict.fromkeys(canonical_subset(dataset, x) for x in names):
         folder = root / s if dataset == "vidvrd" else root / "annotation" / s
         if not folder.is_dir() and subsets is None:
             continue  # a root with only some subsets annotated
-        items.extend(VideoItem(s, vid, p) for vid, p in annotation_paths(root, s, dataset).items())
+        # every video of the annotation folder: the held-out validation videos of a real data set live in its
+        # training folder, and so do their proposals and features (uasan.data.subsets)
+        items.extend(VideoItem(s, vid, p) for vid, p in annotation_paths(root, s, dataset, val_fraction=0).items())
     return items
 
 
