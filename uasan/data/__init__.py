@@ -1,10 +1,11 @@
 """Data layer: annotations, segments, proposals, features, category splits, label assignment, datasets.
 
 On-disk layout of a data set root (VidVRD or VidOR; the synthetic world of :mod:`uasan.data.synth` writes the
-same)::
+same, plus ``pretrain/``)::
 
     ROOT/
       train/<vid>.json, test/<vid>.json                   VidVRD annotations (published layout)
+      val/<vid>.json                                      a VidVRD-layout validation subset (the synthetic world)
       annotation/training/XXXX/<vid>.json                 VidOR annotations (published layout; XXXX = group folder)
       annotation/validation/XXXX/<vid>.json
       splits.json                                         optional category split (schema of the bundled ones);
@@ -20,9 +21,9 @@ same)::
                                                           "class" and "tid") for SGCls / PredCls
       gt_features/..., gt_union_features/...              features aligned with gt_proposals
 
-* ``subset`` is ``train``/``test`` for VidVRD and ``training``/``validation`` for VidOR (``train``/``val``
-  aliases are accepted by the readers); ``vid`` is the annotation's file name, which must equal its ``video_id``
-  (for VidOR the group folder is not part of it).
+* ``subset`` is ``train``/``test`` (and ``val`` where written) for VidVRD and ``training``/``validation`` for
+  VidOR (``train``/``val`` aliases are accepted by the readers); ``vid`` is the annotation's file name, which must
+  equal its ``video_id`` (for VidOR the group folder is not part of it).
 * Segments are 30 frames with stride 15, ``[(i, i + 30) for i in range(0, frame_count - 30 + 1, 15)]``, and
   ``tag = f"{vid}-{fstart:04d}-{fend:04d}"`` (end exclusive). A dataset's items are the segments that have a
   proposal file.

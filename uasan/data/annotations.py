@@ -17,13 +17,13 @@ import numpy as np
 
 from uasan.data._io import PathLike, bad_file, load_json, require
 
-VIDVRD_LAYOUT = "VidVRD: ROOT/train/<vid>.json and ROOT/test/<vid>.json"
+VIDVRD_LAYOUT = "VidVRD: ROOT/train/<vid>.json and ROOT/test/<vid>.json (and ROOT/val/<vid>.json if written)"
 VIDOR_LAYOUT = "VidOR: ROOT/annotation/training/XXXX/<vid>.json and ROOT/annotation/validation/XXXX/<vid>.json"
 
-SUBSETS = {"vidvrd": ("train", "test"), "vidor": ("training", "validation")}
+SUBSETS = {"vidvrd": ("train", "val", "test"), "vidor": ("training", "validation")}
 EVAL_SUBSET = {"vidvrd": "test", "vidor": "validation"}
 _ALIASES = {
-    "vidvrd": {"train": "train", "training": "train", "test": "test", "val": "test", "validation": "test"},
+    "vidvrd": {"train": "train", "training": "train", "test": "test", "val": "val", "validation": "val"},
     "vidor": {
         "train": "training",
         "training": "training",
@@ -298,10 +298,11 @@ def detect_dataset(root: PathLike) -> str:
 
 
 def canonical_subset(dataset: str, subset: str | None) -> str:
-    """The directory name of a subset: VidVRD ``train``/``test``, VidOR ``training``/``validation``.
+    """The directory name of a subset: VidVRD ``train``/``val``/``test``, VidOR ``training``/``validation``.
 
-    ``None`` is the evaluation subset (test / validation); ``train``↔``training`` and ``val``/``validation``/
-    ``test`` are accepted as aliases.
+    ``None`` is the evaluation subset (test / validation); ``train``↔``training`` and ``val``↔``validation`` are
+    accepted as aliases, and ``test`` for VidOR's ``validation``. A VidVRD-layout ``val`` subset is the folder
+    ``ROOT/val`` (the synthetic world writes one).
     """
     if dataset not in SUBSETS:
         raise ValueError(f"expected dataset 'vidvrd' or 'vidor', got {dataset!r}")

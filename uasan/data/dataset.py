@@ -129,7 +129,8 @@ class SegmentDataset(Dataset):
     """Segments of one subset of a VidVRD / VidOR-layout data set (see :mod:`uasan.data` for the layout).
 
     Args:
-        root: data set root. subset: ``train``/``test`` (VidVRD), ``training``/``validation`` (VidOR), aliases ok.
+        root: data set root. subset: ``train``/``val``/``test`` (VidVRD), ``training``/``validation`` (VidOR),
+            aliases ok.
         split: category split: bundled name, JSON path or dict; default ``ROOT/splits.json`` if present, else
             the bundled split of the detected data set.
         mode: ``"SGDet"`` reads ``proposals/``, ``features/``, ``union_features/``; ``"SGCls"`` and ``"PredCls"``
