@@ -156,6 +156,22 @@ def write_corpus(folder: Path, corpus: Corpus, write_bytes: Callable[[Path, byte
     text = json.dumps({"captions": corpus.captions}, sort_keys=True, separators=(",", ":")) + "\n"
     write_bytes(folder / "captions.json", text.encode())
     return {
+        "format": {
+            "features.npy": "float16 (N, S, D_v) visual tokens",
+            "caption_ids.npy": "int32 (N,) index into captions.json",
+            "kinds.npy": "int8 (N,) 0 concept item, 1 relation item",
+            "captions.json": '{"captions": [str]} distinct captions in order of first use',
+            "caption_embeddings.npy": "float16 (C, 384) the packaged text model's unit embedding of each caption",
+        },
+        "composition": {
+            "concept": "caption = one phrase (distractor word, world category, action); tokens = v(phrase) "
+            "[+ w_action v(action) for half of the category items] + w_instance a + w_style s + noise",
+            "relation": "caption = 'subject predicate object' (world predicates named in turn); tokens = "
+            "v(shown predicate) + w_pair (v(subject) + v(object)) / 2 + w_instance a + w_style s + noise; "
+            "shown = named except with probability caption_noise",
+            "distractors": "whole-word tokens of the text model's vocabulary in a fixed shuffled order, minus the "
+            "world's phrases (hashed fallback: pseudo-words)",
+        },
         "items": len(corpus),
         "concept_items": int((corpus.kinds == CONCEPT).sum()),
         "relation_items": int((corpus.kinds == RELATION).sum()),

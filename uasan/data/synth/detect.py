@@ -33,6 +33,7 @@ class Detections:
 
 
 def detect(rng: np.random.Generator, tracks: list[Track], frames: int, vocab: Vocab) -> Detections:
+    """Per-frame detections of a video's ``tracks`` plus false positives and clutter (see the module docstring)."""
     per_frame: list[list[tuple[list[float], float, int]]] = [[] for _ in range(frames)]
     C = len(vocab.objects)
     for tr in tracks:
@@ -106,6 +107,8 @@ class Proposal:
 
 
 def propose(det: Detections, fs: int, fe: int, max_proposals: int) -> list[Proposal]:
+    """Seq-NMS trajectories of segment ``[fs, fe)`` that pass the default filter, best score first, at most
+    ``max_proposals``; a proposal's label is the majority of its boxes' detector labels."""
     boxes, scores, labels = det.boxes[fs:fe], det.scores[fs:fe], det.labels[fs:fe]
     present = np.isfinite(scores).any(0)
     boxes, scores, labels = boxes[:, present], scores[:, present], labels[:, present]

@@ -284,6 +284,7 @@ def generate(
             "union": "sum_k w_k v(predicate_k) / sum_k w_k + w_pair (v(subject) + v(object)) / 2 + w_style s_video "
             "+ noise (w_k = 1 primary, w_extra secondary)",
             "proposal": "blend of the matched ground truth's signal and a background mix by vIoU quality",
+            "background": "0.6 v('background') + 0.5 v(random category) + w_instance a",
             "noise": "Gaussian per token, expected norm `noise`",
         },
         "pretrain": pretrain_meta,
