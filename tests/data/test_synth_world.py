@@ -200,6 +200,11 @@ def test_calibrate_tool_runs_and_is_sane(synth_world: Path, capsys: pytest.Captu
     assert res["rows"]["base-label probe"]["objects/base"]["top1"] > 3 * res["chance"]["objects/base"]["top1"]
     rows = res["rows"]
     assert rows["corpus probe"]["objects/novel"]["top1"] > rows["base-label probe"]["objects/novel"]["top1"]
+    # the union carries predicate information that the subject and object features lack
+    assert (
+        rows["base-label probe"]["predicates/base"]["R@1"]
+        > 2 * rows["base-label probe on [s; o]"]["predicates/base"]["R@1"]
+    )
     table = cal.format_table(res)
     assert table.count("\n|") >= len(cal.ROWS) + 1 and "n/a" in table
     assert cal.main([str(synth_world / "missing")]) == 2
