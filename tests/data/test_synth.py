@@ -1,6 +1,6 @@
-"""The synthetic world: layout and format, determinism, and the two properties the paper's argument needs
-(novel categories are learnable from base ones through the text space; the union branch carries predicate
-information that the subject/object branch lacks)."""
+"""The synthetic world: layout and format of the three subsets, determinism, the scene's semantics, and the union
+branch's extra predicate information. The modality gap, the encoders, the corpus and the calibration tool are tested
+in ``test_synth_world.py``."""
 
 from __future__ import annotations
 
@@ -16,21 +16,19 @@ torch = pytest.importorskip("torch")
 from uasan import ops  # noqa: E402
 from uasan.data import synth  # noqa: E402
 
-SPLIT = Path(__file__).resolve().parents[2] / "uasan" / "data" / "splits" / "vidvrd.json"
-if not SPLIT.is_file():  # the packaged copy lands with the data package; the shared one is the same file
-    SPLIT = Path(__file__).resolve().parents[3] / "shared" / "data" / "splits" / "vidvrd.json"
+from .conftest import SPLIT  # noqa: E402
 
-WORLD = {"videos": 28, "size": "tiny"}  # 20 train + 8 test videos of 90–150 frames: a few seconds to write
 EXTRA_PREDICATES = {"larger", "taller", "faster", "follow", "chase", "ride"}
-
-
-def _generate(path: Path, seed: int) -> Path:
-    return synth.generate(path, seed=seed, split=SPLIT, progress=False, **WORLD)
+SUBSETS = ("train", "val", "test")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _generate(tmp_path_factory.mktemp("synth") / "w", seed=0)
+def world(synth_world: Path) -> Path:
+    return synth_world
+
+
+def _generate(path: Path, seed: int, videos: int = 6) -> Path:
+    return synth.generate(path, videos=videos, seed=seed, size="tiny", split=SPLIT, progress=False)
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
@@ -62,8 +60,8 @@ def test_layout_and_format(world: Path) -> None:
     objects = set(split["objects"]["base"]) | set(split["objects"]["novel"])
     predicates = set(split["predicates"]["base"]) | set(split["predicates"]["novel"])
     assert split["objects"] == _load(SPLIT)["objects"] and split["predicates"] == _load(SPLIT)["predicates"]
-    n_videos = {"train": 0, "test": 0}
-    for subset in ("train", "test"):
+    n_videos = {s: 0 for s in SUBSETS}
+    for subset in SUBSETS:
         for ann_path in sorted((world / subset).glob("*.json")):
             n_videos[subset] += 1
             ann = _load(ann_path)
@@ -114,15 +112,18 @@ def test_layout_and_format(world: Path) -> None:
                         else:  # the default proposal filter
                             assert len(b) >= 15 and (b[:, 2] - b[:, 0]).max() >= 5 and (b[:, 3] - b[:, 1]).max() >= 5
                             assert 0 < p["score"] <= 1
-    assert n_videos == {"train": 20, "test": 8} and meta["videos"] == n_videos
+    assert n_videos == {"train": 20, "val": 4, "test": 8} and meta["videos"] == n_videos
+    assert D == meta["features"]["visual_dim"] == 1408 and meta["vision_encoder"]["visual_dim"] == D
+    for key in ("omega", "identity_share", "hidden"):  # every generator setting is documented
+        assert meta["vision_encoder"][key] == meta["features"][key]
+    assert set(meta["features"]) >= {"w_action", "w_pair", "w_extra", "w_style", "w_instance", "noise"}
+    assert meta["pretrain"]["config"]["distractors"] == 256 and meta["text_encoder"]["dim"] == 384
 
 
 def test_readers_parse_the_world(world: Path) -> None:
-    data = pytest.importorskip("uasan.data")
-    missing = [f for f in ("read_annotation", "read_proposals", "read_features") if not hasattr(data, f)]
-    if missing:
-        pytest.skip(f"uasan.data does not export {missing} yet (the readers land with the data package)")
-    for subset in ("train", "test"):
+    from uasan import data
+
+    for subset in SUBSETS:
         for ann_path in sorted((world / subset).glob("*.json")):
             ann = data.read_annotation(ann_path)
             vid = ann.video_id
@@ -140,28 +141,59 @@ def test_readers_parse_the_world(world: Path) -> None:
                         assert data.read_proposals(world / "proposals" / subset / vid / f"{tag}.json").num_in_file == n
 
 
+def test_val_subset_is_read_and_disjoint(world: Path) -> None:
+    """The data layer reads ``val`` as its own subset; its videos are disjoint from train and test (by id and by
+    content), and the ground truth of each subset comes from its own folder."""
+    from uasan.data import SegmentDataset, annotation_paths, load_groundtruth
+
+    vids = {s: set(annotation_paths(world, s)) for s in SUBSETS}
+    assert all(vids[s] for s in SUBSETS)
+    assert not (vids["val"] & vids["train"]) and not (vids["val"] & vids["test"]) and not (vids["train"] & vids["test"])
+    assert all(v.startswith("SYNTH_val_") for v in vids["val"])
+    contents = {s: {(world / s / f"{v}.json").read_text().split('"video_id"')[0] for v in vids[s]} for s in SUBSETS}
+    assert not (contents["val"] & contents["train"]) and not (contents["val"] & contents["test"])
+    assert set(load_groundtruth(world, "val")) == vids["val"] and set(load_groundtruth(world, "test")) == vids["test"]
+    for mode in ("SGDet", "PredCls"):
+        ds = SegmentDataset(world, "val", mode=mode)
+        assert len(ds) > 0 and {seg.video_id for seg in (ds[i] for i in range(len(ds)))} <= vids["val"]
+    assert len(SegmentDataset(world, "validation")) == len(SegmentDataset(world, "val"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Determinism
 # ---------------------------------------------------------------------------------------------------------------
 
 
 def test_same_seed_same_bytes_other_seed_other_files(world: Path, tmp_path: Path) -> None:
-    ref = _tree_hashes(world)
-    again = _tree_hashes(_generate(tmp_path / "again", seed=0))
-    assert again == ref
+    ref = _tree_hashes(_generate(tmp_path / "a", seed=0))
+    assert any(k.startswith("pretrain/") for k in ref) and any(k.startswith("val/") for k in ref)
+    assert _tree_hashes(_generate(tmp_path / "again", seed=0)) == ref
     other = _tree_hashes(_generate(tmp_path / "other", seed=1))
-    assert other.keys() != ref.keys() or other != ref
     common = sorted(ref.keys() & other.keys())
     assert sum(ref[k] != other[k] for k in common) >= 0.9 * (len(common) - 1)  # all but splits/meta-like files
+    # video k of a subset depends only on (seed, subset, k): the 6-video world's videos equal the fixture's
+    small = tmp_path / "a"
+    for subset in SUBSETS:
+        for path in sorted((small / subset).glob("*.json")):
+            vid = path.stem
+            assert path.read_bytes() == (world / subset / path.name).read_bytes()
+            for kind in ("features", "union_features", "proposals"):
+                for f in sorted((small / kind / subset / vid).iterdir()):
+                    assert f.read_bytes() == (world / kind / subset / vid / f.name).read_bytes(), f
+    # the corpus does not depend on the number of videos either
+    for name in ("features.npy", "captions.json", "caption_ids.npy"):
+        assert (small / "pretrain" / name).read_bytes() == (world / "pretrain" / name).read_bytes()
 
 
 def test_cli_writes_the_same_world(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
-    args = ["--out", str(out), "--videos", "3", "--seed", "0", "--size", "tiny", "--quiet"]
+    args = ["--out", str(out), "--videos", "3", "--seed", "0", "--size", "tiny", "--quiet", "--no-pretrain"]
     assert synth.main(args) == 0
-    # video k of a subset depends only on (seed, subset, k): the CLI's first videos equal the fixture's
-    for rel in ("train/SYNTH_train_00000.json", "train/SYNTH_train_00001.json", "test/SYNTH_test_00000.json"):
+    for rel in ("train/SYNTH_train_00000.json", "val/SYNTH_val_00000.json", "test/SYNTH_test_00000.json"):
         assert (out / rel).read_bytes() == (world / rel).read_bytes()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["videos"] == {"train": 1, "val": 1, "test": 1} and meta["pretrain"] is None
+    assert not (out / "pretrain").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,7 +250,7 @@ def test_proposals_are_detections_not_ground_truth(world: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The paper's two properties, by linear probes
+# The union branch carries what the pair's members lack (a logistic probe on base predicates)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -237,48 +269,6 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, classes: int, *, steps: int = 20
         torch.nn.functional.cross_entropy(lin((xt - mu) / sd), yt).backward()
         opt.step()
     return lambda q: lin((torch.as_tensor(q, dtype=torch.float32) - mu) / sd).argmax(1).numpy()
-
-
-def _trajectory_samples(world: Path, subsets: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    xs, ys = [], []
-    for subset in subsets:
-        for path in _segment_files(world, "gt_proposals", subset):
-            gts = _load(path)
-            if gts:
-                feats = np.load(str(path).replace("/gt_proposals/", "/gt_features/").replace(".json", ".npy"))
-                xs.append(feats.mean(1))
-                ys += [g["class"] for g in gts]
-    return np.concatenate(xs), ys
-
-
-def test_novel_categories_learnable_from_base(world: Path) -> None:
-    """A linear map into the text space, trained on base categories only (softmax over the cosines to the base
-    names' embeddings), recognises novel categories among the novel names far above chance."""
-    split = _load(world / "splits.json")
-    base, novel = split["objects"]["base"], split["objects"]["novel"]
-    enc = synth.get_text_encoder(_load(world / "meta.json")["text_encoder"]["name"])
-    x, y = _trajectory_samples(world, ("train", "test"))
-    tx = torch.as_tensor(enc.many([synth.category_phrase(c) for c in base + novel]))  # (C, D) unit
-    is_base = np.array([c in base for c in y])
-    xb = torch.as_tensor(x[is_base])
-    yb = torch.as_tensor([base.index(c) for c in np.asarray(y)[is_base]])
-    assert len(set(yb.tolist())) >= 10 and (~is_base).sum() >= 30
-    torch.manual_seed(0)
-    proj = torch.nn.Linear(x.shape[1], tx.shape[1], bias=False)
-    opt = torch.optim.Adam(proj.parameters(), lr=1e-2, weight_decay=1e-4)
-    for _ in range(200):
-        opt.zero_grad()
-        logits = torch.nn.functional.normalize(proj(xb), dim=-1) @ tx[: len(base)].T / 0.05
-        torch.nn.functional.cross_entropy(logits, yb).backward()
-        opt.step()
-    with torch.no_grad():
-        z = torch.nn.functional.normalize(proj(torch.as_tensor(x[~is_base])), dim=-1)
-        pred_novel = (z @ tx[len(base) :].T).argmax(1).numpy()
-    truth = np.array([novel.index(c) for c in np.asarray(y)[~is_base]])
-    acc = float((pred_novel == truth).mean())
-    chance = 1.0 / len(novel)
-    print(f"novel-category accuracy {acc:.3f} (chance {chance:.3f}, {len(truth)} trajectories)")
-    assert acc >= 3 * chance
 
 
 def _pair_samples(world: Path, subset: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -354,14 +344,19 @@ def test_hashed_text_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert float(a @ b) > 0.3 > abs(float(a @ c))  # words are shared, unrelated names are near-orthogonal
     assert np.array_equal(a, synth.TextEncoder("hash")("giant panda"))  # the same bits in a new encoder
     root = synth.generate(
-        tmp_path / "h", videos=2, seed=3, size="tiny", text_encoder="hash", split=SPLIT, progress=False
+        tmp_path / "h", videos=3, seed=3, size="tiny", text_encoder="hash", split=SPLIT, progress=False
     )
     assert _load(root / "meta.json")["text_encoder"]["name"] == "hash"
+    assert synth.read_corpus(root).features.shape[0] > 0  # the fallback's pseudo-words stand in for distractors
     with pytest.raises(ImportError):
         synth.TextEncoder("minilm")
 
 
-@pytest.mark.parametrize("kwargs", [{"size": "huge"}, {"videos": 1}, {"tokens": 0}, {"text_encoder": "clip"}], ids=str)
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"size": "huge"}, {"videos": 2}, {"tokens": 0}, {"text_encoder": "clip"}, {"visual_dim": 0}],
+    ids=str,
+)
 def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
-    with pytest.raises(ValueError, match="size|videos|tokens|name"):
+    with pytest.raises(ValueError, match="size|videos|tokens|name|visual_dim"):
         synth.generate(tmp_path / "x", split=SPLIT, progress=False, **kwargs)
