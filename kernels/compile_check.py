@@ -36,7 +36,8 @@ from uasan.kernels._attention_common import Tile
 
 ARCHS = (80, 90)
 DTYPES = ("bf16", "fp16")
-HEAD_DIMS = (64, 512)
+HEAD_DIMS = (64, 512)  # the model's (d = 512 as 8 × 64 or 1 × 512): bf16 and fp16
+OTHER_HEAD_DIMS = (16, 32, 128, 256, 1024)  # every other list of the tile table: bf16 (fp16 allocates the same)
 SHAPE = dict(Lt=32, Lp=34, L=32, S=30)  # the model's: L = 32 tokens, L_mot = 2, 32 refiner queries over 30 tokens
 
 
@@ -119,24 +120,29 @@ class Result:
 
 
 def cases(
-    full: bool = True, search_space: bool = False, head_dims: tuple = HEAD_DIMS, dtypes: tuple = DTYPES
+    full: bool = True, search_space: bool = False, head_dims: tuple | None = None, dtypes: tuple | None = None
 ) -> list[Case]:
     """Every kernel × arch × dtype × head dim × tile the autotuner may pick (``search_space``: every tile of the
-    search space, spilling ones included). ``full=False`` gives the CI subset (see ``ci_subset``)."""
+    search space, spilling ones included). Head dims and dtypes by default: the model's head dims in bf16 and fp16,
+    every other head dim of the tile table in bf16. ``full=False`` gives the CI subset (see ``ci_subset``)."""
+    if head_dims is None:
+        plan = [(dh, dt) for dh in HEAD_DIMS for dt in DTYPES] + [(dh, "bf16") for dh in OTHER_HEAD_DIMS]
+    else:
+        plan = [(dh, dt) for dh in head_dims for dt in dtypes or DTYPES]
     out = []
     for name, spec in KERNELS.items():
         for arch in ARCHS:
-            for dtype in dtypes:
-                for dh in head_dims:
-                    if not spec.tiled:
-                        out.append(Case(name, arch, dtype, dh, None))
-                        continue
-                    dpad = common.head_dim_pad(dh)
-                    itemsize = 4 if dtype == "fp32" else 2
-                    tiles = (
-                        common.SEARCH_SPACE[name] if search_space else common.allowed_tiles(name, dpad, itemsize, arch)
-                    )
-                    out.extend(Case(name, arch, dtype, dh, t) for t in tiles)
+            for dh, dtype in plan:
+                if not spec.tiled:
+                    out.append(Case(name, arch, dtype, dh, None))
+                    continue
+                dpad = common.head_dim_pad(dh)
+                itemsize = 4 if dtype == "fp32" else 2
+                if search_space:
+                    tiles = common.SEARCH_SPACE[name]
+                else:
+                    tiles = common.allowed_tiles(name, dpad, itemsize, arch)
+                out.extend(Case(name, arch, dtype, dh, t) for t in tiles)
     return out if full else ci_subset(out)
 
 
@@ -154,7 +160,7 @@ def ci_subset(all_cases: list[Case]) -> list[Case]:
         return (t.block_m * width + t.block_n * width + t.block_m * t.block_n) / (32 * t.warps)
 
     for c in all_cases:
-        if c.dtype != ("bf16" if c.arch >= 90 else "fp16"):
+        if c.dh not in HEAD_DIMS or c.dtype != ("bf16" if c.arch >= 90 else "fp16"):
             continue
         key = (c.kernel, c.arch, c.dh)
         if key not in best or weight(c) > weight(best[key]):
@@ -358,14 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ci", action="store_true", help="only the CI subset")
     ap.add_argument("--search-space", action="store_true", help="every tile of the search space, not only allowed")
     ap.add_argument("--kernel", action="append", help="only this kernel (repeatable)")
-    ap.add_argument("--head-dims", default=",".join(map(str, HEAD_DIMS)), help="comma-separated (default 64,512)")
-    ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated (default bf16,fp16)")
+    ap.add_argument("--head-dims", help="comma-separated (default: 64,512 in bf16 + fp16, 16,32,128,256,1024 in bf16)")
+    ap.add_argument("--dtypes", help="comma-separated, with --head-dims (default bf16,fp16)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--out", help="write the markdown table here")
     ap.add_argument("--jsonl", help="write one JSON line per case here")
     a = ap.parse_args(argv)
-    head_dims = tuple(int(x) for x in a.head_dims.split(","))
-    todo = cases(not a.ci, a.search_space, head_dims, tuple(a.dtypes.split(",")))
+    head_dims = tuple(int(x) for x in a.head_dims.split(",")) if a.head_dims else None
+    todo = cases(not a.ci, a.search_space, head_dims, tuple(a.dtypes.split(",")) if a.dtypes else None)
     if a.kernel:
         todo = [c for c in todo if c.kernel in a.kernel]
     t0 = time.perf_counter()

@@ -1,9 +1,18 @@
 """Shared by the attention tests: the device and dtype the kernels are tested in, gradients, error rules, and the
-'PyTorch in the same dtype' baselines of FlashAttention's error rule."""
+'PyTorch in the same dtype' baselines of FlashAttention's error rule.
+
+Importing it sets ``UASAN_AUTOTUNE=0`` for the test session: on a GPU each kernel launches its first allowed tile
+instead of tuning (and compiling) every allowed tile for every tiny test shape. Every allowed tile is checked by
+``tests/kernels/test_compile.py`` (compiled) and by ``benchmarks/gpu_report.py`` (run, at the model's shapes).
+"""
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+os.environ.setdefault("UASAN_AUTOTUNE", "0")
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
