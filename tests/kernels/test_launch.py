@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.kernels.helpers import flash_rule, grads, lowp_pair
+from tests.kernels.helpers import flash_rule, grads, lowp_pair, lowp_shared
 from uasan.ops import attention as A
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -97,3 +97,15 @@ def test_model_shapes_flash_rule(h, dh):
     want = grads(lambda *x: A.pair_self_attention_ref(*x, subj, obj), xs, do, torch.float64)
     same = grads(lambda *x: lowp_pair(*x, subj, obj), xs, do)
     flash_rule(got, want, same, NAMES, atol=1e-3)
+
+
+@pytest.mark.parametrize(("h", "dh"), [(8, 64), (1, 512)])
+def test_shared_query_model_shapes_flash_rule(h, dh):
+    """The refiner's shapes (32 shared queries, B = 48 rows of S = 20 tokens), autotuned, bf16."""
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(*shape, generator=g).to("cuda", torch.bfloat16) for shape in ((32, h, dh), (48, 20, h, dh))]
+    xs.append(torch.randn(48, 20, h, dh, generator=g).to("cuda", torch.bfloat16))
+    do = torch.randn(48, 32, h, dh, generator=g).to("cuda", torch.bfloat16)
+    got = grads(lambda *x: A.shared_query_attention(*x, impl="triton"), xs, do)
+    want = grads(A.shared_query_attention_ref, xs, do, torch.float64)
+    flash_rule(got, want, grads(lowp_shared, xs, do), ["out", "q", "k", "v"], atol=1e-3)
