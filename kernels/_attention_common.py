@@ -200,6 +200,23 @@ FORCE_TILES: dict[str, Tile] = {}
 _TUNED: dict[tuple, object] = {}
 
 
+def tile_pruner(kernel: str, first_arg: str, arch: int, first_only: bool = False):
+    """The ``early_config_prune`` of ``kernel``: keeps the configs of ``allowed_tiles`` for the launch's
+    ``HEAD_DIM_PAD`` and the dtype of its argument ``first_arg`` (only the first with ``first_only``)."""
+
+    def prune(configs, named_args, **kwargs):
+        dpad = kwargs.get("HEAD_DIM_PAD", named_args.get("HEAD_DIM_PAD"))
+        itemsize = named_args[first_arg].element_size()
+        tiles = allowed_tiles(kernel, dpad, itemsize, arch)[: 1 if first_only else None]
+        keep = {repr(t.config().all_kwargs()) for t in tiles}
+        kept = [c for c in configs if repr(c.all_kwargs()) in keep]
+        if not kept:  # float32 never gets here: the dispatcher sends float32 CUDA tensors to the reference
+            raise ValueError(f"{kernel}: no tile for {itemsize}-byte inputs at padded head dim {dpad}")
+        return kept
+
+    return prune
+
+
 def autotuned(kernel: str, fn, key: list[str], ref: torch.Tensor):
     """``fn`` (a ``triton.jit`` kernel) wrapped in ``triton.autotune``: ``FORCE_TILES[kernel]`` if set, else the one
     interpreter tile under the interpreter, else every tile of ``ref``'s GPU family, pruned at launch to
@@ -216,14 +233,7 @@ def autotuned(kernel: str, fn, key: list[str], ref: torch.Tensor):
             tile = forced or INTERP_TILE
             tuned = triton.autotune(configs=[tile.config()], key=key)(fn)
         else:
-            first = fn.arg_names[0]  # the first feature tensor: its dtype is the kernel's
-
-            def prune(configs, named_args, **kwargs):
-                dpad = kwargs.get("HEAD_DIM_PAD", named_args.get("HEAD_DIM_PAD"))
-                tiles = allowed_tiles(kernel, dpad, named_args[first].element_size(), arch)[: 1 if first_only else None]
-                keep = {repr(t.config().all_kwargs()) for t in tiles}
-                return [c for c in configs if repr(c.all_kwargs()) in keep] or configs[:1]
-
+            prune = tile_pruner(kernel, fn.arg_names[0], arch, first_only)
             configs = [t.config() for t in SEARCH_SPACE[kernel]]
             tuned = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune})(fn)
         _TUNED[cache_key] = tuned

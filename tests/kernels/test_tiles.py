@@ -62,3 +62,20 @@ def test_shared_query_attention_tiles(force, case):
     got = grads(lambda *x: A.shared_query_attention(*x, impl="triton"), inputs, do)
     want = grads(A.shared_query_attention_ref, inputs, do, torch.float64)
     check(got, want, lambda: grads(lowp_shared, inputs, do), list("oqkv"))
+
+
+@pytest.mark.parametrize("kernel", common.TILED_KERNELS)
+def test_autotune_prune_keeps_the_allowed_tiles(kernel):
+    """The GPU autotuner's ``early_config_prune`` (which never runs under the interpreter): of the kernel's whole
+    search space it keeps exactly the allowed tiles of the launch's head dim, the first one with UASAN_AUTOTUNE=0,
+    and refuses float32 (no float32 tile: the dispatcher sends float32 CUDA tensors to the reference)."""
+    configs = [t.config() for t in common.SEARCH_SPACE[kernel]]
+    for dpad in (16, 64, 512, 2048):
+        want = [repr(t.config().all_kwargs()) for t in common.allowed_tiles(kernel, dpad, 2, 90)]
+        args = {"X": torch.empty(0, dtype=torch.bfloat16)}
+        kept = common.tile_pruner(kernel, "X", 90)(configs, args, HEAD_DIM_PAD=dpad)
+        assert sorted(repr(c.all_kwargs()) for c in kept) == sorted(want) and want
+        first = common.tile_pruner(kernel, "X", 90, first_only=True)(configs, args, HEAD_DIM_PAD=dpad)
+        assert [repr(c.all_kwargs()) for c in first] == want[:1]
+    with pytest.raises(ValueError, match="no tile"):
+        common.tile_pruner(kernel, "X", 80)(configs, {"X": torch.empty(0)}, HEAD_DIM_PAD=64)
