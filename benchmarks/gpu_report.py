@@ -284,8 +284,8 @@ def markdown(env: dict, steps: list[dict], work: Path, goal: dict, dry: bool) ->
             out.append(f"| {r['op']} | {r['heads']} | {r['round']} | {ok} | {fmt(r.get('worst'))} | {r['seconds']} |")
 
     attn = bench_rows(work / "bench_attention.json")
-    out += ["", "## Pair self-attention (median ms; peak MiB above the inputs)", ""]
-    out += ["| heads | segments | direction | path | ms | peak MiB | × vs triton |", "|---|---|---|---|---|---|---|"]
+    out += ["", "## Attention ops (median ms; peak MiB above the inputs; ratio = ms ÷ triton's ms, > 1: triton faster)"]
+    out += ["", "| op | heads | segments | direction | path | ms | peak MiB | ratio |", "|---" * 8 + "|"]
     best_ratio: dict[str, float | None] = {}
     groups: dict[str, list[dict]] = {}
     for r in attn:
@@ -296,9 +296,9 @@ def markdown(env: dict, steps: list[dict], work: Path, goal: dict, dry: bool) ->
             p = r["params"]
             ratio = r["ms"] / tri["ms"] if tri else None
             heads, seg, direction = p.get("heads", "-"), p.get("seg", "-"), p.get("direction", "-")
-            path = p.get("path", "?")
+            op = group.split("-")[0]
             out.append(
-                f"| {heads} | {seg} | {direction} | {path} | {fmt(r['ms'])} | "
+                f"| {op} | {heads} | {seg} | {direction} | {p.get('path', '?')} | {fmt(r['ms'])} | "
                 f"{fmt(r['extra'].get('peak_mem_mib'))} | {fmt(ratio)} |"
             )
         sdpa = [r for r in rows if str(r["params"].get("path", "")).startswith("sdpa-")]

@@ -22,7 +22,7 @@ def test_gpu_report_dry_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     text = out.read_text()
-    for heading in ("## Steps", "## Tiles", "## Pair self-attention", "## SACEncoder + URADecoder block",
+    for heading in ("## Steps", "## Tiles", "## Attention ops", "## SACEncoder + URADecoder block",
                     "## Stage-2 training throughput", "## Goals"):  # fmt: skip
         assert heading in text, heading
     section = text.split("## Steps")[1].split("## ")[0]
