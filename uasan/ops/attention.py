@@ -125,6 +125,9 @@ def _resolve(op: str, impl: Any, device: torch.device, dtype: torch.dtype) -> st
         return "triton" if cuda_half and importlib.util.find_spec("triton") is not None else "torch"
     if impl == "torch":
         return impl
+    if dtype == torch.float64:
+        raise ValueError(f"{op}: impl='triton' takes bfloat16 / float16 (CUDA) or float32 / float16 (interpreter) "
+                         f"tensors, but got {dtype}")  # fmt: skip
     if importlib.util.find_spec("triton") is None:
         raise ValueError(f"{op}: impl='triton' needs the triton package; use impl='torch' (or 'auto')")
     if device.type == "cuda":
