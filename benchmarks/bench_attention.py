@@ -2,22 +2,23 @@
 
 Run: ``pytest benchmarks/bench_attention.py --benchmark-enable --benchmark-columns=median,iqr,rounds``. GPU rows
 (bf16, d = 512 as 8×64 and 1×512, Lt = 32, Lp = 34, N = 16 / 32 / 64 and 8 segments of N = 32 batched, forward and
-forward+backward) skip without CUDA; each records its peak memory in ``extra_info`` and checks its output against
-the float32 reference before timing. The CPU rows always run: a tiny reference-vs-interpreter correctness smoke.
+forward+backward; sizes in ``target.py``) skip without CUDA; each records its peak memory in ``extra_info`` and
+checks its output against the float32 reference before timing. The CPU rows always run: a tiny
+reference-vs-interpreter correctness smoke.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
+from benchmarks.target import DEVICE, DTYPE, HEADS, L_MOT, SEGMENTS, device_name, needs_gpu, sync
+from benchmarks.target import L as LT
 from uasan.ops import attention as A
 
-CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="GPU benchmark: needs CUDA")
-LT, LP = 32, 34
-HEADS = {"8x64": (8, 64), "1x512": (1, 512)}
-SEGMENTS = {"N16": (1, 16), "N32": (1, 32), "N64": (1, 64), "8xN32": (8, 32)}
+LP = LT + L_MOT
 
 
 def pair_problem(segments: int, n: int, h: int, dh: int, dtype, device, seed: int = 0):
@@ -85,24 +86,23 @@ def _paths(h, dh, device, dtype):
 PATH_NAMES = ["triton", "sdpa-flash_attention", "sdpa-efficient_attention", "sdpa-cudnn_attention", "sdpa-math", "mha"]
 
 
-@needs_cuda
+@needs_gpu
 @pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("path", PATH_NAMES)
 @pytest.mark.parametrize("seg", list(SEGMENTS))
 @pytest.mark.parametrize("heads", list(HEADS))
-def test_pair_self_attention_gpu(benchmark, bench, heads, seg, path, direction):
+def test_pair_self_attention_gpu(benchmark, bench, peak_mem, heads, seg, path, direction):
     h, dh = HEADS[heads]
     segments, n = SEGMENTS[seg]
-    dev, dtype = torch.device("cuda"), torch.bfloat16
-    traj, pair, subj, obj, do = pair_problem(segments, n, h, dh, dtype, dev)
-    paths = _paths(h, dh, dev, dtype)
+    traj, pair, subj, obj, do = pair_problem(segments, n, h, dh, DTYPE, DEVICE)
+    paths = _paths(h, dh, DEVICE, DTYPE)
     if path not in paths:
         pytest.skip(f"{path}: this torch has no such SDPA backend")
     fn = paths[path]
     args = (*traj, *pair, subj, obj)
     try:
         out = fn(*args)
-    except RuntimeError as exc:  # a pinned SDPA backend that does not take this head dim / dtype
+    except RuntimeError as exc:  # a pinned SDPA backend that does not take this head dim / dtype / device
         pytest.skip(f"{path} unsupported here: {str(exc).splitlines()[0]}")
     ref = A.pair_self_attention_ref(*(x.detach().float() for x in (*traj, *pair)), subj, obj)
     torch.testing.assert_close(out.float(), ref, atol=3e-2, rtol=3e-2)  # equality first
@@ -115,39 +115,30 @@ def test_pair_self_attention_gpu(benchmark, bench, heads, seg, path, direction):
             o = fn(*args)
         if direction == "fwd+bwd":
             o.backward(do)
+        sync()
         return o
 
     step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step()
-    torch.cuda.synchronize()
-    benchmark.extra_info["peak_mem_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-    benchmark.extra_info["pairs"] = subj.shape[0]
-    benchmark.extra_info["device"] = torch.cuda.get_device_name()
+    peak_mem(benchmark, step)
+    benchmark.extra_info.update(pairs=subj.shape[0], device=device_name())
     benchmark.group = f"pair_self_attention-{heads}-{seg}-{direction}"
-
-    def timed():
-        step()
-        torch.cuda.synchronize()
-
-    bench(benchmark, timed)
+    bench(benchmark, step)
 
 
-@needs_cuda
+@needs_gpu
 @pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("path", ["triton", "sdpa-expand"])
 @pytest.mark.parametrize("heads", list(HEADS))
-def test_shared_query_attention_gpu(benchmark, bench, heads, path, direction):
-    """VisualRefiner shape: L = 32 shared queries over B = 8·32 trajectories × S = 30 tokens."""
+def test_shared_query_attention_gpu(benchmark, bench, peak_mem, heads, path, direction):
+    """VisualRefiner shape: L = 32 shared queries over B = 8·32 trajectories × S = 30 tokens (dry run: 4, 6, 5)."""
     h, dh = HEADS[heads]
-    dev, dtype = torch.device("cuda"), torch.bfloat16
+    length, b, s = (4, 6, 5) if DEVICE.type == "cpu" else (32, 256, 30)
     g = torch.Generator().manual_seed(0)
     q, k, v = (
-        torch.randn(*s, generator=g).to(dev, dtype).requires_grad_() for s in ((32, h, dh),) + ((256, 30, h, dh),) * 2
+        torch.randn(*shape, generator=g).to(DEVICE, DTYPE).requires_grad_()
+        for shape in ((length, h, dh), (b, s, h, dh), (b, s, h, dh))
     )
-    do = torch.randn(256, 32, h, dh, generator=g).to(dev, dtype)
+    do = torch.randn(b, length, h, dh, generator=g).to(DEVICE, DTYPE)
     if path == "triton":
 
         def fn(q, k, v):
@@ -163,17 +154,17 @@ def test_shared_query_attention_gpu(benchmark, bench, heads, path, direction):
     torch.testing.assert_close(fn(q, k, v).float(), ref, atol=3e-2, rtol=3e-2)
 
     def step():
+        for x in (q, k, v):
+            x.grad = None
         with torch.set_grad_enabled(direction == "fwd+bwd"):
             o = fn(q, k, v)
         if direction == "fwd+bwd":
             o.backward(do)
-        torch.cuda.synchronize()
+        sync()
 
     step()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step()
-    benchmark.extra_info["peak_mem_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    peak_mem(benchmark, step)
+    benchmark.extra_info["device"] = device_name()
     benchmark.group = f"shared_query_attention-{heads}-{direction}"
     bench(benchmark, step)
 
@@ -183,8 +174,14 @@ def test_shared_query_attention_gpu(benchmark, bench, heads, path, direction):
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def _needs_interpreter(impl: str) -> None:
+    if impl == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("the Triton path on CPU tensors needs TRITON_INTERPRET=1 (with CUDA the GPU rows run it)")
+
+
 @pytest.mark.parametrize("impl", ["torch", "triton"])
 def test_pair_self_attention_cpu(benchmark, bench, impl):
+    _needs_interpreter(impl)
     traj, pair, subj, obj, do = pair_problem(1, 3, 2, 16, torch.float32, torch.device("cpu"))
     traj = [x.detach()[:, :3] for x in traj]  # Lt = 3
     pair = [x.detach()[:, :5] for x in pair]  # Lp = 5
@@ -197,6 +194,7 @@ def test_pair_self_attention_cpu(benchmark, bench, impl):
 
 @pytest.mark.parametrize("impl", ["torch", "triton"])
 def test_shared_query_attention_cpu(benchmark, bench, impl):
+    _needs_interpreter(impl)
     g = torch.Generator().manual_seed(0)
     q, k, v = torch.randn(4, 2, 16, generator=g), torch.randn(3, 5, 2, 16, generator=g), torch.randn(3, 5, 2, 16)
     ref = A.shared_query_attention_ref(q.double(), k.double(), v.double())

@@ -13,9 +13,10 @@ F_enc (P, 2L + L + L_mot, d) and F_dec (P, d), as in ``UASAN.encode_pairs``. Pat
 * ``naive-compiled``: ``torch.compile`` of the naive block.
 
 GPU rows (bf16, d = 512 as 8×64 and 1×512, L = 32, L_mot = 2, N = 16 / 32 / 64 and 8 segments of N = 32 batched;
-``fwd``: the block forward without autograd, ``step``: forward + backward + AdamW step) skip without CUDA. Each
-checks its outputs (and, for ``step``, its input gradients) against the float32 naive block before timing and records
-its peak memory in ``extra_info``. The CPU row always runs: a tiny float64 ``torch``-vs-``naive`` equality smoke.
+sizes in ``target.py``; ``fwd``: the block forward without autograd, ``step``: forward + backward + AdamW step) skip
+without CUDA. Each checks its outputs (and, for ``step``, its input gradients) against the float32 naive block before
+timing and records its peak memory in ``extra_info``. The CPU row always runs: a tiny float64 ``torch``-vs-``naive``
+equality smoke.
 """
 
 from __future__ import annotations
@@ -26,13 +27,9 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.target import DEVICE, DRY, DTYPE, HEADS, L_MOT, SEGMENTS, L, device_name, needs_gpu, sync
 from uasan.models.layers import SACEncoder, URADecoder
 
-CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="GPU benchmark: needs CUDA")
-L, L_MOT = 32, 2
-HEADS = {"8x64": (8, 64), "1x512": (1, 512)}
-SEGMENTS = {"N16": (1, 16), "N32": (1, 32), "N64": (1, 64), "8xN32": (8, 32)}
 PATHS = ["triton", "torch", "naive", "naive-compiled"]
 
 
@@ -169,19 +166,21 @@ def make_step(module, traj, pair, subj, obj, grads, *, step: bool):
     return train_step
 
 
-@needs_cuda
+@needs_gpu
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("direction", ["fwd", "step"])
 @pytest.mark.parametrize("seg", list(SEGMENTS))
 @pytest.mark.parametrize("heads", list(HEADS))
-def test_block_gpu(benchmark, bench, heads, seg, direction, path):
+def test_block_gpu(benchmark, bench, peak_mem, heads, seg, direction, path):
+    if DRY and path == "naive-compiled":
+        pytest.skip("dry run: torch.compile of the naive block is not exercised on the CPU (minutes of C++ builds)")
     h, dh = HEADS[heads]
     segments, n = SEGMENTS[seg]
-    dev, dtype = torch.device("cuda"), torch.bfloat16
-    torch.cuda.empty_cache()
-    module, ref = build(path, h, dh, dtype, dev)
-    ref = ref.to(dev)
-    traj, pair, subj, obj, grads = problem(segments, n, h * dh, dtype, dev)
+    if DEVICE.type == "cuda":
+        torch.cuda.empty_cache()
+    module, ref = build(path, h, dh, DTYPE, DEVICE)
+    ref = ref.to(DEVICE)
+    traj, pair, subj, obj, grads = problem(segments, n, h * dh, DTYPE, DEVICE)
     step = direction == "step"
     # equality first; bf16 vs the float32 naive block: ~0.005 (outputs) / ~0.009 (gradients) relative error and
     # ~0.04 largest elementwise error measured at N = 16 on the CPU (LayerNorm outputs up to ~5)
@@ -189,23 +188,14 @@ def test_block_gpu(benchmark, bench, heads, seg, direction, path):
     del ref
     fn = make_step(module, traj, pair, subj, obj, grads, step=step)
 
-    fn()  # warm-up (compiles, autotunes, allocates the optimizer state)
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    benchmark.extra_info["peak_mem_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
-    benchmark.extra_info["pairs"] = subj.shape[0]
-    benchmark.extra_info["tokens_per_pair"] = 2 * L + L + L_MOT
-    benchmark.extra_info["device"] = torch.cuda.get_device_name()
-    benchmark.group = f"block-{direction}-{seg}-{heads}"
-
     def timed():
         fn()
-        torch.cuda.synchronize()
+        sync()
 
+    timed()  # warm-up (compiles, autotunes, allocates the optimizer state)
+    peak_mem(benchmark, timed, empty_cache=True)
+    benchmark.extra_info.update(pairs=subj.shape[0], tokens_per_pair=2 * L + L + L_MOT, device=device_name())
+    benchmark.group = f"block-{direction}-{seg}-{heads}"
     bench(benchmark, timed)
 
 

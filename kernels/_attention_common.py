@@ -1,21 +1,30 @@
-"""Plumbing shared by the attention kernels: autotune wrapping at call time, dot precision, the Δ pre-pass.
+"""Plumbing shared by the attention kernels: the autotune search space and its pruning, dot precision, device
+guards, the Δ pre-pass.
 
 Conventions of every attention kernel here:
 
 * Scores live in the log2 domain: ``s2 = (q · k) · scale · log2(e)``, ``P = exp2(s2 − lse2)`` with
   ``lse2 = max + log2(Σ exp2(s2 − max))``, saved by the forward (float32) and reused by the backward.
-* The head dim is tiled: tiles of ``BLOCK_D = min(next_pow2(Dh), MAX_D)`` columns. Q·Kᵀ (and dO·Vᵀ) are summed over
-  all tiles; each program accumulates its output for one tile of columns (grid axis "chunk"), so an accumulator is
-  never wider than ``MAX_D`` and Dh = 512 runs on the same code as Dh = 64 (Q·Kᵀ is recomputed per chunk).
-* Products run in fp32 accumulators; float32 inputs use IEEE dots unless ``torch.backends.cuda.matmul.allow_tf32``.
+* The head dim is padded to ``HEAD_DIM_PAD = max(16, next_pow2(Dh))`` and cut into ``HEAD_DIM_PAD / BLOCK_D`` chunks
+  of ``BLOCK_D = min(HEAD_DIM_PAD, MAX_D)`` columns. A program accumulates its output for one chunk (grid axis
+  "chunk"); Q·Kᵀ (and dO·Vᵀ) are summed over all chunks, so they are recomputed once per chunk. A config with
+  ``MAX_D >= HEAD_DIM_PAD`` is full width: one chunk, no recomputation; a narrower one trades that recomputation
+  for a smaller register footprint. The pruning below keeps only configs that compile without register spills
+  (``tests/kernels/test_compile.py`` checks this for sm_80 and sm_90a).
+* Products run in float32 accumulators. On a GPU, float32 inputs use TF32 dots (the dispatcher sends float32 to the
+  reference path unless ``torch.get_float32_matmul_precision()`` allows TF32); the interpreter computes in IEEE.
+* Integer arguments that change from batch to batch (pair, trajectory and batch counts) are ``do_not_specialize``:
+  a new batch size never recompiles a kernel. Lengths, heads and the head dim are the model's and stay specialised.
 
 This module imports Triton; import it lazily (the dispatchers in ``uasan.ops.attention`` do).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -34,69 +43,233 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1))))
 
 
+def head_dim_pad(dh: int) -> int:
+    """The padded head dim of every kernel: a power of two, at least 16 (the smallest ``tl.dot`` width)."""
+    return max(16, next_pow2(dh))
+
+
 def dot_precision(dtype: torch.dtype) -> str:
-    """``tl.dot`` input precision: IEEE for float32 (as torch does by default), TF32 when torch allows it."""
-    if dtype == torch.float32 and not (torch.cuda.is_available() and torch.backends.cuda.matmul.allow_tf32):
+    """``tl.dot`` input precision: IEEE for float32 under the interpreter, TF32 for float32 on a GPU (IEEE float32
+    dots spill registers in every tile we tried; the dispatcher routes float32 to the reference path when TF32 is not
+    allowed); half types take the tensor-core path either way."""
+    if dtype == torch.float32 and interpreting():
         return "ieee"
     return "tf32"
 
 
-_TUNED: dict[tuple[str, bool], object] = {}
+def device_guard(t: torch.Tensor):
+    """``torch.cuda.device(t.device)`` for CUDA tensors (Triton launches on the current device), else a no-op."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
 
 
-def autotuned(name: str, fn, gpu_configs, interp_config, key, prune=None):
-    """``fn`` (a ``triton.jit`` kernel) wrapped in ``triton.autotune``: one config under the interpreter, the GPU
-    list otherwise. Built on first use per mode, so the interpreter check happens at call time."""
+# ------------------------------------------------------------------------------------------------------------------
+# autotune search space
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One autotune config: ``BLOCK_M`` owned rows, ``BLOCK_N`` rows per loop step, ``MAX_D`` the cap of the
+    output / gradient columns per program, ``BLOCK_K`` the head-dim slice of the score products."""
+
+    block_m: int
+    block_n: int
+    max_d: int
+    block_k: int
+    warps: int
+    stages: int
+
+    def config(self) -> triton.Config:
+        meta = dict(BLOCK_M=self.block_m, BLOCK_N=self.block_n, MAX_D=self.max_d, BLOCK_K=self.block_k)
+        return triton.Config(meta, num_warps=self.warps, num_stages=self.stages)
+
+
+def _tiles(spec: str) -> tuple[Tile, ...]:
+    """``"BMxBN/MAX_D/BLOCK_K/warps/stages ..."`` → tiles (keeps the tables below one line per config)."""
+    out = []
+    for item in spec.split():
+        mn, d, k, w, s = item.split("/")
+        m, n = mn.split("x")
+        out.append(Tile(int(m), int(n), int(d), int(k), int(w), int(s)))
+    return tuple(out)
+
+
+#: The autotuned kernels, by the names the launchers give them.
+TILED_KERNELS = ("pair_fwd", "pair_bwd_pair", "pair_bwd_traj", "sq_fwd", "sq_bwd_kv", "sq_bwd_q")
+
+#: Per kernel and padded head dim (the list of the smallest listed Dh ≥ the padded one; 1024's above 1024), the tiles
+#: the autotuner may pick, as ``BMxBN/MAX_D/BLOCK_K/warps/stages``. Each compiles without register spills for sm_80
+#: and sm_90a (``tests/kernels/test_compile.py``: bf16 and fp16 at Dh 64 and 512, the model's; bf16 at the others;
+#: registers per tile in benchmarks/RESULTS.md), within 99 KiB of shared memory. Full-width tiles (``MAX_D >= Dh``:
+#: Q·Kᵀ computed once per query block) come first where one fits. Register use is not monotonic in the head dim
+#: (ptxas 13 spills some sm_80 tiles at Dh = 16 that fit at 64), hence one measured list per head dim. No backward
+#: kernel of pair self-attention fits full width at Dh = 512 (two float32 accumulators of BLOCK_M × 512 and the
+#: operands exceed 255 registers in every tile tried): they run 128- or 256-column chunks.
+_TILES: dict[str, dict[int, str]] = {
+    "pair_fwd": {
+        16: "64x64/128/128/4/2 64x32/128/128/4/2 32x32/128/128/4/2 64x64/128/128/8/2",
+        32: "64x64/128/128/4/2 64x32/128/128/4/2 32x32/128/128/4/2 64x64/128/128/8/2",
+        64: "64x64/128/128/4/2 64x32/128/128/4/2 32x32/128/128/4/2 64x64/128/128/8/2",
+        128: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/128/128/4/2 64x64/128/128/8/2",
+        256: "32x32/512/64/8/2 16x16/512/64/4/1 64x64/128/128/8/2",
+        512: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/2 64x64/128/128/8/2",
+        1024: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/2 64x64/128/128/8/2",
+    },
+    "pair_bwd_pair": {
+        16: "32x64/128/128/4/2 64x32/128/64/8/2 32x32/512/64/8/2",
+        32: "32x64/128/128/4/2 32x32/128/128/4/2 64x32/128/64/8/2 32x32/512/64/8/2",
+        64: "32x64/128/128/4/2 32x32/128/128/4/2 64x32/128/64/8/2 32x32/512/64/8/2",
+        128: "32x32/512/64/8/2 32x32/128/128/4/2 16x32/128/64/8/1 32x16/128/64/8/1",
+        256: "16x16/256/64/8/1 32x32/128/64/8/1 16x32/128/64/8/1 32x16/128/64/8/1",
+        512: "32x32/128/64/8/1 16x16/256/64/8/1 16x32/128/64/8/1 32x16/128/64/8/1",
+        1024: "32x32/128/64/8/1 16x16/256/64/8/1 16x32/128/64/8/1",
+    },
+    "pair_bwd_traj": {
+        16: "32x32/512/64/8/2 32x16/512/64/8/2 64x32/128/64/8/2 16x32/512/64/8/2",
+        32: "32x32/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2 32x32/128/128/4/1",
+        64: "32x32/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2 32x32/128/128/4/1",
+        128: "32x32/128/128/4/2 16x32/128/128/4/2 32x32/128/128/4/1",
+        256: "16x16/256/64/8/1 16x32/128/128/4/2 32x32/128/128/4/1 32x32/128/64/8/2",
+        512: "32x32/128/64/8/1 16x16/256/64/8/1 32x32/128/64/8/2 16x32/128/64/8/1",
+        1024: "32x32/128/64/8/1 16x16/256/64/8/1 16x32/128/64/8/1",
+    },
+    "sq_fwd": {
+        16: "32x32/128/128/4/2 32x64/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2",
+        32: "32x32/128/128/4/2 32x64/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2",
+        64: "32x32/128/128/4/2 32x64/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2",
+        128: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/128/128/4/2 32x64/128/128/4/2",
+        256: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/128/128/4/2 16x32/128/128/4/2",
+        512: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/2 32x32/128/128/4/2",
+        1024: "32x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/2",
+    },
+    "sq_bwd_kv": {
+        16: "32x32/128/128/4/2 16x32/128/128/4/2 64x32/128/128/4/2 32x32/512/64/8/2",
+        32: "32x32/128/128/4/2 16x32/128/128/4/2 64x32/128/128/4/2 32x32/512/64/8/2",
+        64: "32x32/128/128/4/2 16x32/128/128/4/2 64x32/128/128/4/2 32x32/512/64/8/2",
+        128: "32x32/512/64/8/2 16x32/512/64/8/2 32x32/128/128/4/2 64x32/128/64/8/2",
+        256: "32x32/512/64/8/2 16x32/512/64/8/2 32x32/128/64/8/1 64x32/128/64/8/2",
+        512: "16x32/512/64/8/2 32x32/256/64/8/2 32x32/128/64/8/1 64x32/128/64/8/2",
+        1024: "16x32/512/64/8/2 32x32/256/64/8/2 32x32/128/64/8/1 64x32/128/64/8/2",
+    },
+    "sq_bwd_q": {
+        16: "32x32/128/128/4/2 16x32/128/128/4/2 32x64/128/128/4/2 32x32/512/64/8/2",
+        32: "32x32/128/128/4/2 16x32/128/128/4/2 32x32/512/64/8/2",
+        64: "32x32/128/128/4/2 16x32/128/128/4/2 32x64/128/128/4/2 32x32/512/64/8/2",
+        128: "32x32/512/64/8/2 16x32/512/64/8/2 16x32/128/128/4/2",
+        256: "32x32/512/64/8/2 16x32/512/64/8/2 16x16/512/64/4/1 32x32/128/128/4/2",
+        512: "16x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/1 32x32/128/64/8/1",
+        1024: "16x32/512/64/8/2 16x16/512/64/4/1 32x32/256/64/8/1 32x32/128/64/8/1",
+    },
+}
+_CLASSES = (16, 32, 64, 128, 256, 512, 1024)
+
+#: Every tile of every kernel: the autotuner's config list (``allowed_tiles`` prunes it per launch).
+SEARCH_SPACE: dict[str, tuple[Tile, ...]] = {
+    k: tuple(dict.fromkeys(t for spec in by_dim.values() for t in _tiles(spec))) for k, by_dim in _TILES.items()
+}
+
+#: Small tiles; at Dh = 512 four output chunks of 128 columns and scores in eight slices of 64 (both paths tested).
+INTERP_TILE = Tile(16, 16, 128, 64, 4, 1)
+
+
+def arch_of(t: torch.Tensor) -> int:
+    """The compute capability of ``t``'s device as an int (80, 90, …); 0 for CPU tensors."""
+    if t.device.type != "cuda":
+        return 0
+    major, minor = torch.cuda.get_device_capability(t.device)
+    return 10 * major + minor
+
+
+def allowed_tiles(kernel: str, dpad: int, itemsize: int, arch: int) -> list[Tile]:
+    """The tiles the autotuner may pick for ``kernel`` at padded head dim ``dpad``, inputs of ``itemsize`` bytes, on a
+    GPU of compute capability ``arch``: ``_TILES`` of the smallest listed head dim ≥ ``dpad`` (the 1024 list above
+    1024, unchecked there). The lists hold for sm_80 and sm_90a alike (both are checked) and are used as they are on
+    other GPUs.
+    Float32 (itemsize 4) gets none: float32 CUDA tensors take the reference path (IEEE dots spill; see
+    ``dot_precision``)."""
+    if itemsize != 2:
+        return []
+    cls = next((c for c in _CLASSES if dpad <= c), _CLASSES[-1])
+    return list(_tiles(_TILES[kernel][cls]))
+
+
+#: Kernel name → the tile it launches with in place of the autotuner's choice (tests and the GPU report's per-tile
+#: check fill it; empty: autotune).
+FORCE_TILES: dict[str, Tile] = {}
+
+_TUNED: dict[tuple, object] = {}
+
+
+def tile_pruner(kernel: str, first_arg: str, arch: int, first_only: bool = False):
+    """The ``early_config_prune`` of ``kernel``: keeps the configs of ``allowed_tiles`` for the launch's
+    ``HEAD_DIM_PAD`` and the dtype of its argument ``first_arg`` (only the first with ``first_only``)."""
+
+    def prune(configs, named_args, **kwargs):
+        dpad = kwargs.get("HEAD_DIM_PAD", named_args.get("HEAD_DIM_PAD"))
+        itemsize = named_args[first_arg].element_size()
+        tiles = allowed_tiles(kernel, dpad, itemsize, arch)[: 1 if first_only else None]
+        keep = {repr(t.config().all_kwargs()) for t in tiles}
+        kept = [c for c in configs if repr(c.all_kwargs()) in keep]
+        if not kept:  # float32 never gets here: the dispatcher sends float32 CUDA tensors to the reference
+            raise ValueError(f"{kernel}: no tile for {itemsize}-byte inputs at padded head dim {dpad}")
+        return kept
+
+    return prune
+
+
+def autotuned(kernel: str, fn, key: list[str], ref: torch.Tensor):
+    """``fn`` (a ``triton.jit`` kernel) wrapped in ``triton.autotune``: ``FORCE_TILES[kernel]`` if set, else the one
+    interpreter tile under the interpreter, else every tile of ``ref``'s GPU family, pruned at launch to
+    ``allowed_tiles`` for the head dim and dtype (``UASAN_AUTOTUNE=0``: the first of them, no tuning — the tests set
+    it, since tuning every tiny test shape compiles every tile). Built on first use, so nothing here runs at import
+    time."""
     interp = interpreting()
-    cache_key = (name, interp)
+    arch = 0 if interp else arch_of(ref)
+    forced = FORCE_TILES.get(kernel)
+    first_only = os.environ.get("UASAN_AUTOTUNE") == "0"
+    cache_key = (kernel, interp, arch, forced, first_only)
     if cache_key not in _TUNED:
-        if interp:
-            kernel = triton.autotune(configs=[interp_config], key=key)(fn)
+        if forced is not None or interp:
+            tile = forced or INTERP_TILE
+            tuned = triton.autotune(configs=[tile.config()], key=key)(fn)
         else:
-            kw = {"early_config_prune": prune} if prune is not None else None
-            kernel = triton.autotune(configs=gpu_configs, key=key, prune_configs_by=kw)(fn)
-        _TUNED[cache_key] = kernel
+            prune = tile_pruner(kernel, fn.arg_names[0], arch, first_only)
+            configs = [t.config() for t in SEARCH_SPACE[kernel]]
+            tuned = triton.autotune(configs=configs, key=key, prune_configs_by={"early_config_prune": prune})(fn)
+        _TUNED[cache_key] = tuned
     return _TUNED[cache_key]
 
 
-def config(num_warps: int = 4, num_stages: int = 2, **meta) -> triton.Config:
-    return triton.Config(meta, num_warps=num_warps, num_stages=num_stages)
+# ------------------------------------------------------------------------------------------------------------------
+# tile helpers of the attention kernels
+# ------------------------------------------------------------------------------------------------------------------
 
 
-def gpu_configs() -> list[triton.Config]:
-    """The GPU search space of the attention kernels: row / loop tiles, head-dim chunk cap, warps."""
-    out = []
-    for max_d in (128, 256):
-        for bm, bn in ((32, 32), (64, 32), (32, 64), (64, 64)):
-            for warps in (4, 8):
-                out.append(config(warps, 2, BLOCK_M=bm, BLOCK_N=bn, MAX_D=max_d))
-    return out
+@triton.jit
+def load_rows(ptr, rmask, cols, Dh):
+    """(R, C) tile of the rows starting at ``ptr`` (R,), columns ``cols``; 0 where a row or column is out of range."""
+    return tl.load(ptr[:, None] + cols[None, :], mask=rmask[:, None] & (cols < Dh)[None, :], other=0.0)
 
 
-def interp_config() -> triton.Config:
-    """The one interpreter config: small tiles; a 128-column chunk cap so Dh = 512 exercises the chunked path."""
-    return config(4, 1, BLOCK_M=16, BLOCK_N=16, MAX_D=128)
-
-
-def prune_width(configs, named_args, **kwargs):
-    """Drops GPU configs whose tiles (rows × head-dim chunk) would spill registers, and duplicate chunk caps."""
-    dpad = kwargs.get("HEAD_DIM_PAD", named_args.get("HEAD_DIM_PAD"))
-    kept = []
-    for c in configs:
-        width = min(dpad, c.kwargs["MAX_D"])
-        if dpad <= 128 and c.kwargs["MAX_D"] != 128:
-            continue  # one chunk either way
-        if max(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) * width <= 64 * 128:
-            kept.append(c)
-    return kept or configs[:1]
+@triton.jit
+def scores(acc, a_ptr, a_mask, b_ptr, b_mask, Dh, SLICE: tl.constexpr, NUM_K: tl.constexpr, PREC: tl.constexpr):
+    """acc + A Bᵀ summed over the head dim in slices of SLICE columns, each loaded when used (nothing of the full
+    width is held in registers): A rows start at ``a_ptr`` (R,), B rows at ``b_ptr`` (C,) → (R, C)."""
+    for kk in range(NUM_K):
+        cols = kk * SLICE + tl.arange(0, SLICE)
+        a = load_rows(a_ptr, a_mask, cols, Dh)
+        acc += tl.dot(a, tl.trans(load_rows(b_ptr, b_mask, cols, Dh)), input_precision=PREC)
+    return acc
 
 
 # ------------------------------------------------------------------------------------------------------------------
 # Δ pre-pass of every backward: delta[r] = Σ_d dO[r, d] · O[r, d]  (rows r of a contiguous (R, Dh) view)
 # ------------------------------------------------------------------------------------------------------------------
 
+ROW_DOT_BLOCK_R = 32
 
-@triton.jit
+
+@triton.jit(do_not_specialize=["R"])
 def _row_dot_kernel(A, B, OUT, R, Dh, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # (BLOCK_R,)
     rmask = rows < R
@@ -111,6 +284,10 @@ def _row_dot_kernel(A, B, OUT, R, Dh, BLOCK_R: tl.constexpr, BLOCK_D: tl.constex
     tl.store(OUT + rows, acc, mask=rmask)
 
 
+def row_dot_block_d(dh: int) -> int:
+    return min(next_pow2(dh), 128)
+
+
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Δ = Σ_d a·b over the last dim, float32, shape ``a.shape[:-1]``; ``a``, ``b`` contiguous, same shape."""
     dh = a.shape[-1]
@@ -118,7 +295,6 @@ def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     rows = out.numel()
     if rows == 0:
         return out
-    block_r = 64 if interpreting() else 32
-    block_d = min(next_pow2(dh), 128)
-    _row_dot_kernel[(triton.cdiv(rows, block_r),)](a, b, out, rows, dh, BLOCK_R=block_r, BLOCK_D=block_d)
+    grid = (triton.cdiv(rows, ROW_DOT_BLOCK_R),)
+    _row_dot_kernel[grid](a, b, out, rows, dh, BLOCK_R=ROW_DOT_BLOCK_R, BLOCK_D=row_dot_block_d(dh))
     return out

@@ -25,13 +25,13 @@ from uasan.kernels._attention_common import (
     DTYPES,
     LOG2E,
     autotuned,
+    device_guard,
     dot_precision,
-    gpu_configs,
-    interp_config,
+    head_dim_pad,
     interpreting,
-    next_pow2,
-    prune_width,
+    load_rows,
     row_dot,
+    scores,
 )
 
 #: Override of the number of batch ranges of the dQ reduction (None: heuristic).
@@ -39,30 +39,27 @@ DQ_SPLIT: int | None = None
 
 
 @triton.jit
-def _tile(X, rows, valid, cols, h, HD, Dh):
-    """Rows ``rows`` (already offset by the batch row) of a contiguous (R, H, Dh) tensor, head h, columns ``cols``."""
-    mask = valid[:, None] & (cols < Dh)[None, :]
-    return tl.load(X + (rows * HD + h * Dh)[:, None] + cols[None, :], mask=mask, other=0.0)
-
-
-@triton.jit
 def _sq_fwd_kernel(
     Q, K, V, OUT, LSE, L, S, H, Dh, qk_scale,
     HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
-    NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D  # output columns per program
+    SLICE: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < BLOCK_K else BLOCK_K  # head-dim slice of Q·Kᵀ
+    NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     b = tl.program_id(0).to(tl.int64)
     n_mblocks = tl.cdiv(L, BLOCK_M)
     h = tl.program_id(1) // n_mblocks
     mb = tl.program_id(1) % n_mblocks
     chunk = tl.program_id(2)
+    hoff = h * Dh
     rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) query rows, shared by every b
     rvalid = rows < L
+    q_ptr = Q + rows * HD + hoff  # (BLOCK_M,) row pointers
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    q_own = _tile(Q, rows, rvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
+    if NUM_K == 1:
+        q_all = load_rows(q_ptr, rvalid, tl.arange(0, SLICE), Dh)  # (BLOCK_M, HEAD_DIM_PAD)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -70,25 +67,24 @@ def _sq_fwd_kernel(
     for n0 in range(0, S, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key rows of b
         cvalid = cols < S
-        krow = b * S + cols
-        sc = tl.dot(q_own, tl.trans(_tile(K, krow, cvalid, d_own, h, HD, Dh)), input_precision=PREC)
-        for j in range(1, NUM_CHUNKS):
-            dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-            qj = _tile(Q, rows, rvalid, dj, h, HD, Dh)
-            sc += tl.dot(qj, tl.trans(_tile(K, krow, cvalid, dj, h, HD, Dh)), input_precision=PREC)
-        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))
+        k_ptr = K + (b * S + cols) * HD + hoff
+        if NUM_K == 1:
+            sc = tl.dot(q_all, tl.trans(load_rows(k_ptr, cvalid, tl.arange(0, SLICE), Dh)), input_precision=PREC)
+        else:
+            sc = scores(tl.zeros((BLOCK_M, BLOCK_N), tl.float32), q_ptr, rvalid, k_ptr, cvalid, Dh, SLICE, NUM_K, PREC)
+        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # (BLOCK_M, BLOCK_N), log2 domain
         m_new = tl.maximum(m_i, tl.max(sc, 1))
         alpha = tl.exp2(m_i - m_new)
         pr = tl.exp2(sc - m_new[:, None])
         l_i = l_i * alpha + tl.sum(pr, 1)
-        v = _tile(V, krow, cvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
+        v = load_rows(V + (b * S + cols) * HD + hoff, cvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
         acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v, input_precision=PREC)
         m_i = m_new
 
     acc = acc / l_i[:, None]
     orow = b * L + rows  # (BLOCK_M,) rows of OUT (B·L, H·Dh)
     omask = rvalid[:, None] & (d_own < Dh)[None, :]
-    tl.store(OUT + (orow * HD + h * Dh)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
+    tl.store(OUT + (orow * HD + hoff)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
     if chunk == 0:
         tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
 
@@ -97,22 +93,27 @@ def _sq_fwd_kernel(
 def _sq_bwd_kv_kernel(
     Q, K, V, DO, LSE, DELTA, DK, DV, L, S, H, Dh, qk_scale, scale,
     HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
     NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    SLICE: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < BLOCK_K else BLOCK_K
+    NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     b = tl.program_id(0).to(tl.int64)
     n_blocks = tl.cdiv(S, BLOCK_M)
     h = tl.program_id(1) // n_blocks
     kb = tl.program_id(1) % n_blocks
     chunk = tl.program_id(2)
+    hoff = h * Dh
     local = kb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) key rows of b
     lvalid = local < S
-    krow = b * S + local
+    own_off = (b * S + local) * HD + hoff  # (BLOCK_M,)
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    k_own = _tile(K, krow, lvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
-    v_own = _tile(V, krow, lvalid, d_own, h, HD, Dh)
+    d_all = tl.arange(0, SLICE)
+    if NUM_K == 1:
+        k_all = load_rows(K + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+        v_all = load_rows(V + own_off, lvalid, d_all, Dh)
 
     dk = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -120,77 +121,96 @@ def _sq_bwd_kv_kernel(
         qi = i0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) query rows
         qvalid = qi < L
         orow = b * L + qi  # rows of dO / LSE / Δ
-        q_c = _tile(Q, qi, qvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
-        do_c = _tile(DO, orow, qvalid, d_own, h, HD, Dh)
-        s_t = tl.dot(k_own, tl.trans(q_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
-        dp_t = tl.dot(v_own, tl.trans(do_c), input_precision=PREC)
-        for j in range(1, NUM_CHUNKS):
-            dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-            k_j = _tile(K, krow, lvalid, dj, h, HD, Dh)
-            v_j = _tile(V, krow, lvalid, dj, h, HD, Dh)
-            s_t += tl.dot(k_j, tl.trans(_tile(Q, qi, qvalid, dj, h, HD, Dh)), input_precision=PREC)
-            dp_t += tl.dot(v_j, tl.trans(_tile(DO, orow, qvalid, dj, h, HD, Dh)), input_precision=PREC)
+        q_ptr = Q + qi * HD + hoff
+        do_ptr = DO + orow * HD + hoff
+        if NUM_K == 1:
+            q_s = load_rows(q_ptr, qvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+            do_s = load_rows(do_ptr, qvalid, d_all, Dh)
+            s_t = tl.dot(k_all, tl.trans(q_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
+            dp_t = tl.dot(v_all, tl.trans(do_s), input_precision=PREC)
+        else:
+            zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+            s_t = scores(zero, K + own_off, lvalid, q_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+            dp_t = scores(zero, V + own_off, lvalid, do_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+        if NUM_K == 1 and NUM_CHUNKS == 1:
+            q_c = q_s
+            do_c = do_s
+        else:
+            q_c = load_rows(q_ptr, qvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
+            do_c = load_rows(do_ptr, qvalid, d_own, Dh)
         lse = tl.load(LSE + orow * H + h, mask=qvalid, other=0.0)
         delta = tl.load(DELTA + orow * H + h, mask=qvalid, other=0.0)
         p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
         ds_t = p_t * (dp_t - delta[None, :])
         dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
         dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
-    off = (krow * HD + h * Dh)[:, None] + d_own[None, :]
+    off = own_off[:, None] + d_own[None, :]
     mask = lvalid[:, None] & (d_own < Dh)[None, :]
     tl.store(DK + off, (dk * scale).to(DK.dtype.element_ty), mask=mask)
     tl.store(DV + off, dv.to(DV.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["B", "N_SPLIT"])
 def _sq_bwd_q_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, B, L, S, H, Dh, N_SPLIT, qk_scale, scale,
     HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
     NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    SLICE: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < BLOCK_K else BLOCK_K
+    NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     split = tl.program_id(0).to(tl.int64)
     n_mblocks = tl.cdiv(L, BLOCK_M)
     h = tl.program_id(1) // n_mblocks
     mb = tl.program_id(1) % n_mblocks
     chunk = tl.program_id(2)
+    hoff = h * Dh
     b_start = B * split // N_SPLIT
     b_end = B * (split + 1) // N_SPLIT
     rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) query rows
     rvalid = rows < L
+    q_ptr = Q + rows * HD + hoff
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    q_own = _tile(Q, rows, rvalid, d_own, h, HD, Dh)  # (BLOCK_M, BLOCK_D)
+    d_all = tl.arange(0, SLICE)
+    if NUM_K == 1:
+        q_all = load_rows(q_ptr, rvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
 
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for b in range(b_start, b_end):
         orow = b * L + rows  # (BLOCK_M,) rows of dO / LSE / Δ
-        do_own = _tile(DO, orow, rvalid, d_own, h, HD, Dh)
+        do_ptr = DO + orow * HD + hoff
         lse = tl.load(LSE + orow * H + h, mask=rvalid, other=0.0)
         delta = tl.load(DELTA + orow * H + h, mask=rvalid, other=0.0)
+        if NUM_K == 1:
+            do_all = load_rows(do_ptr, rvalid, d_all, Dh)
         for j0 in range(0, S, BLOCK_N):
             kj = j0 + tl.arange(0, BLOCK_N)
             kvalid = kj < S
-            krow = b * S + kj
-            k_c = _tile(K, krow, kvalid, d_own, h, HD, Dh)  # (BLOCK_N, BLOCK_D)
-            sc = tl.dot(q_own, tl.trans(k_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
-            dp = tl.dot(do_own, tl.trans(_tile(V, krow, kvalid, d_own, h, HD, Dh)), input_precision=PREC)
-            for j in range(1, NUM_CHUNKS):
-                dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-                q_j = _tile(Q, rows, rvalid, dj, h, HD, Dh)
-                do_j = _tile(DO, orow, rvalid, dj, h, HD, Dh)
-                sc += tl.dot(q_j, tl.trans(_tile(K, krow, kvalid, dj, h, HD, Dh)), input_precision=PREC)
-                dp += tl.dot(do_j, tl.trans(_tile(V, krow, kvalid, dj, h, HD, Dh)), input_precision=PREC)
+            k_ptr = K + (b * S + kj) * HD + hoff
+            v_ptr = V + (b * S + kj) * HD + hoff
+            if NUM_K == 1:
+                k_s = load_rows(k_ptr, kvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+                sc = tl.dot(q_all, tl.trans(k_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
+                dp = tl.dot(do_all, tl.trans(load_rows(v_ptr, kvalid, d_all, Dh)), input_precision=PREC)
+            else:
+                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                sc = scores(zero, q_ptr, rvalid, k_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+                dp = scores(zero, do_ptr, rvalid, v_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+            if NUM_K == 1 and NUM_CHUNKS == 1:
+                k_c = k_s
+            else:
+                k_c = load_rows(k_ptr, kvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
             pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
             ds = pr * (dp - delta[:, None])
             dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
-    off = ((split * L + rows) * HD + h * Dh)[:, None] + d_own[None, :]
-    tl.store(DQ + off, dq * scale, mask=rvalid[:, None] & (d_own < Dh)[None, :])
+    off = ((split * L + rows) * HD + hoff)[:, None] + d_own[None, :]
+    tl.store(DQ + off, (dq * scale).to(DQ.dtype.element_ty), mask=rvalid[:, None] & (d_own < Dh)[None, :])
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# host side
+# host side: launchers, then the autograd Function
 # ------------------------------------------------------------------------------------------------------------------
 
 _KEY = ["L", "S", "H", "Dh"]
@@ -200,7 +220,7 @@ def _chunks(dpad: int, meta) -> int:
     return dpad // min(dpad, meta["MAX_D"])
 
 
-def shared_query_forward(q, k, v, scale: float):
+def shared_query_attention_forward(q, k, v, scale: float):
     """q (L, H, Dh), k/v (B, S, H, Dh), contiguous → out (B, L, H, Dh), lse (B, L, H) float32 (log2 domain)."""
     length, h, dh = q.shape
     b, s = k.shape[:2]
@@ -210,8 +230,8 @@ def shared_query_forward(q, k, v, scale: float):
         return out, lse
     if s == 0:
         return out.zero_(), lse.fill_(float("-inf"))  # softmax over no keys: an empty sum
-    dpad = max(16, next_pow2(dh))
-    kernel = autotuned("sq_fwd", _sq_fwd_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    dpad = head_dim_pad(dh)
+    kernel = autotuned("sq_fwd", _sq_fwd_kernel, _KEY, q)
     grid = lambda meta: (b, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, out, lse, length, s, h, dh, scale * LOG2E, HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
     return out, lse
@@ -223,40 +243,42 @@ def _dq_split(b: int, h: int, length: int, dpad: int, device: torch.device) -> i
     if interpreting() or device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    programs = h * triton.cdiv(length, 64) * max(1, dpad // 128)
+    programs = h * triton.cdiv(length, 32) * max(1, dpad // 128)
     return max(1, min(b, 64, triton.cdiv(2 * sms, programs)))
 
 
-def shared_query_backward(do, q, k, v, out, lse, scale: float):
+def shared_query_attention_backward(do, q, k, v, out, lse, scale: float):
+    """Gradients (dq, dk, dv), deterministic."""
     length, h, dh = q.shape
     b, s = k.shape[:2]
     if out.numel() == 0 or s == 0:
         return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
     do = do.contiguous()
     delta = row_dot(out, do)  # (B, L, H) float32
-    dpad = max(16, next_pow2(dh))
+    dpad = head_dim_pad(dh)
     scalars = dict(HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
-    dk, dv = torch.empty_like(k), torch.empty_like(v)
-    kernel = autotuned("sq_bwd_kv", _sq_bwd_kv_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    dk, dv = torch.empty_like(k), torch.empty_like(v)  # every row written
+    kernel = autotuned("sq_bwd_kv", _sq_bwd_kv_kernel, _KEY, q)
     grid = lambda meta: (b, h * triton.cdiv(s, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, do, lse, delta, dk, dv, length, s, h, dh, scale * LOG2E, scale, **scalars)
 
     splits = _dq_split(b, h, length, dpad, q.device)
-    buf = torch.empty((splits, length, h, dh), device=q.device, dtype=torch.float32)  # (splits, L, H, Dh)
-    kernel = autotuned("sq_bwd_q", _sq_bwd_q_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    buf = torch.empty((splits, length, h, dh), device=q.device, dtype=torch.float32)  # (splits, L, H, Dh) partials
+    kernel = autotuned("sq_bwd_q", _sq_bwd_q_kernel, _KEY, q)
     grid = lambda meta: (splits, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, do, lse, delta, buf, b, length, s, h, dh, splits, scale * LOG2E, scale, **scalars)
     dq = (buf[0] if splits == 1 else buf.sum(0)).to(q.dtype)  # fixed-order sum over the batch ranges
     return dq, dk, dv
 
 
-class SharedQueryAttention(torch.autograd.Function):
+class SharedQueryAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: forward and backward are the Triton kernels above (inputs already validated)."""
 
     @staticmethod
     def forward(ctx, q, k, v, scale):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        out, lse = shared_query_forward(q, k, v, scale)
+        with device_guard(q):
+            out, lse = shared_query_attention_forward(q, k, v, scale)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.scale = scale
         return out
@@ -264,10 +286,12 @@ class SharedQueryAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do):
         q, k, v, out, lse = ctx.saved_tensors
-        return (*shared_query_backward(do, q, k, v, out, lse, ctx.scale), None)
+        with device_guard(q):
+            grads = shared_query_attention_backward(do, q, k, v, out, lse, ctx.scale)
+        return (*grads, None)
 
 
 def shared_query_attention(q, k, v, scale: float) -> torch.Tensor:
     if q.dtype not in DTYPES:
         raise ValueError(f"shared_query_attention: the Triton path takes {DTYPES}, but got {q.dtype}")
-    return SharedQueryAttention.apply(q, k, v, scale)
+    return SharedQueryAttentionFunction.apply(q, k, v, scale)

@@ -3,8 +3,8 @@
 A data set root holds the published annotations (VidVRD or VidOR); the segment trajectories and their features are
 read through a *layout* (:mod:`uasan.data.layouts`, ``data.layout``): ``uasan`` (this package's tree, below,
 which the synthetic world of :mod:`uasan.data.synth` writes, plus its ``pretrain/`` corpus), ``repro`` (RePro's
-released files as published) or ``uasan-public`` (UASAN's released features as published). Each kind of file may live anywhere
-(``data.proposals``, ``data.features``, ``data.union_features`` and the ``gt_`` variants)::
+released files as published) or ``uasan-public`` (UASAN's released features as published). Each kind of file may
+live anywhere (``data.proposals``, ``data.features``, ``data.union_features`` and the ``gt_`` variants)::
 
     ROOT/
       train/<vid>.json, test/<vid>.json                   VidVRD annotations (published layout)

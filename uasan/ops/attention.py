@@ -5,11 +5,18 @@ Dh head dim, B batch rows, S key tokens, L query tokens, T encoded tokens per pa
 
     Attn(Q, K, V) = softmax(Q Kᵀ · scale) V,   scale = Dh^-1/2 by default,
 
-and takes ``impl``: ``"auto"`` (Triton for CUDA tensors, the reference elsewhere), ``"triton"`` (the fused path; on
-CPU tensors it runs under the Triton interpreter, ``TRITON_INTERPRET=1``) or ``"torch"`` (the reference). Every path
-is differentiable. The references compute in float32 (float64 for float64 inputs) and return the input dtype; the
-Triton paths take float32 / float16 / bfloat16 and accumulate in float32. The Triton kernel modules
-(``uasan.kernels.pair_attention``, ``uasan.kernels.shared_query_attention``) are imported on first use only.
+and takes ``impl``: ``"auto"`` (Triton for CUDA bfloat16 / float16 tensors, the reference elsewhere), ``"triton"``
+(the fused path: CUDA bfloat16 / float16 tensors, or CPU float32 / float16 tensors under the Triton interpreter,
+``TRITON_INTERPRET=1``, whose bfloat16 dots are wrong; anything else is a ``ValueError``) or ``"torch"`` (the
+reference). Every path is differentiable. The references compute in float32 (float64 for float64 inputs) and return
+the input dtype; the Triton paths accumulate in float32. Float32 CUDA tensors take the reference, which follows
+``torch.get_float32_matmul_precision()`` through its matmuls: the kernels' IEEE float32 dots spill registers, and
+their TF32 dots would ignore that setting. The Triton kernel modules (``uasan.kernels.pair_self_attention``,
+``uasan.kernels.shared_query_attention``) are imported on first use only.
+
+Index checks: ``subj`` / ``obj`` out of range are a ``ValueError`` for CPU tensors and, with ``UASAN_CHECK_INDICES=1``,
+for CUDA tensors too (that check reads two numbers back to the host, a sync per call); without it CUDA tensors get
+a device-side assertion (``torch._assert_async``: no sync, but the failure surfaces as a CUDA error later).
 
 * ``pair_self_attention``: SACEncoder. The sequence of pair p is X_p = [traj[subj[p]]; traj[obj[p]]; pair[p]]
   (2·Lt + Lp tokens) and O_p = Attn(Q_p, K_p, V_p). The reference materialises X_p by gather; the kernel reads the
@@ -26,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import numbers
+import os
 from typing import Any
 
 import torch
@@ -41,7 +49,8 @@ __all__ = [
 
 _IMPLS = ("auto", "triton", "torch")
 _FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-_TRITON_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+_INTERPRETER_FLOATS = (torch.float32, torch.float16)  # its tl.dot computes garbage for bfloat16
+_CUDA_TRITON_FLOATS = (torch.float16, torch.bfloat16)
 _SDPA_MAX_BATCH = 65_535  # CUDA grid y/z limit; larger pair counts are cut into slices
 
 
@@ -88,14 +97,56 @@ def _scale(op: str, scale: Any, dh: int) -> float:
     return float(scale)
 
 
-def _resolve(op: str, impl: Any, device: torch.device, dtype: torch.dtype) -> str:
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _check_indices_on_host() -> bool:
+    return os.environ.get("UASAN_CHECK_INDICES") == "1"
+
+
+def _resolve_sdpa(op: str, impl: Any, device: torch.device, dtype: torch.dtype) -> str:
+    """``_resolve`` for an op whose ``"triton"`` path is PyTorch's SDPA (any device; float32 / float16 / bfloat16)."""
     if not isinstance(impl, str) or impl not in _IMPLS:
         raise ValueError(f"{op}: expected impl to be one of {_IMPLS}, but got {impl!r}")
     if impl == "auto":
-        fused = device.type == "cuda" and dtype in _TRITON_FLOATS and importlib.util.find_spec("triton") is not None
-        return "triton" if fused else "torch"
-    if impl == "triton" and dtype not in _TRITON_FLOATS:
-        raise ValueError(f"{op}: impl='triton' takes float32, float16 or bfloat16 tensors, but got {dtype}")
+        return "triton" if device.type == "cuda" and dtype != torch.float64 else "torch"
+    if impl == "triton" and dtype == torch.float64:
+        raise ValueError(f"{op}: impl='triton' (SDPA) takes float32, float16 or bfloat16 tensors, but got {dtype}")
+    return impl
+
+
+def _resolve(op: str, impl: Any, device: torch.device, dtype: torch.dtype) -> str:
+    """The path an ``impl`` takes for tensors on ``device`` of ``dtype``: ``"triton"`` or ``"torch"``."""
+    if not isinstance(impl, str) or impl not in _IMPLS:
+        raise ValueError(f"{op}: expected impl to be one of {_IMPLS}, but got {impl!r}")
+    if impl == "auto":
+        cuda_half = device.type == "cuda" and dtype in _CUDA_TRITON_FLOATS
+        return "triton" if cuda_half and importlib.util.find_spec("triton") is not None else "torch"
+    if impl == "torch":
+        return impl
+    if dtype == torch.float64:
+        raise ValueError(f"{op}: impl='triton' takes bfloat16 / float16 (CUDA) or float32 / float16 (interpreter) "
+                         f"tensors, but got {dtype}")  # fmt: skip
+    if importlib.util.find_spec("triton") is None:
+        raise ValueError(f"{op}: impl='triton' needs the triton package; use impl='torch' (or 'auto')")
+    if device.type == "cuda":
+        if dtype not in _CUDA_TRITON_FLOATS:
+            raise ValueError(
+                f"{op}: impl='triton' takes bfloat16 or float16 CUDA tensors, but got {dtype} (float32 runs on the "
+                "reference, impl='torch' or 'auto', which honours torch.get_float32_matmul_precision())"
+            )
+        return impl
+    if device.type != "cpu" or not _interpreting():
+        raise ValueError(
+            f"{op}: impl='triton' on {device.type} tensors needs the Triton interpreter (TRITON_INTERPRET=1, set "
+            "before the first kernel import); use CUDA tensors, or impl='torch' / 'auto'"
+        )
+    if dtype not in _INTERPRETER_FLOATS:
+        raise ValueError(
+            f"{op}: impl='triton' under the Triton interpreter takes float32 or float16 tensors, but got {dtype} "
+            "(the interpreter's bfloat16 dots are wrong)"
+        )
     return impl
 
 
@@ -135,11 +186,14 @@ def _check_pair(traj_q, traj_k, traj_v, pair_q, pair_k, pair_v, subj, obj, scale
         if x.device != tq.device:
             raise ValueError(f"{_PAIR}: expected {name} on {tq.device} like traj_q, but got {x.device}")
         idx.append(x.to(torch.int64))
-    if p:  # one host sync for both range checks
+    if p and (tq.device.type == "cpu" or _check_indices_on_host()):  # one host read for both range checks
         bounds = torch.stack([t for x in idx for t in torch.aminmax(x)]).tolist()
         for name, lo, hi in (("subj", *bounds[:2]), ("obj", *bounds[2:])):
             if lo < 0 or hi >= n:
                 raise ValueError(f"{_PAIR}: expected {name} indices in [0, N = {n}), but got {lo if lo < 0 else hi}")
+    elif p:  # no host sync on the training path: a device-side assertion
+        ok = torch.stack([((x >= 0) & (x < n)).all() for x in idx]).all()
+        torch._assert_async(ok, f"{_PAIR}: subj / obj indices out of range [0, N = {n})")
     return _scale(_PAIR, scale, tq.shape[3]), _resolve(_PAIR, impl, tq.device, tq.dtype), idx[0], idx[1]
 
 
@@ -191,14 +245,15 @@ def pair_self_attention(
     traj_q/k/v (N, Lt, H, Dh): projected once per trajectory. pair_q/k/v (P, Lp, H, Dh): the pair's own tokens
     (Lp may be 0). subj, obj (P,) integer indices into N, any order, repeats allowed, subj[p] == obj[p] allowed.
     Returns (P, 2·Lt + Lp, H, Dh) in the input dtype; differentiable in all six feature tensors. The Triton path
-    (``kernels/pair_attention.py``) gathers inside the kernel and reduces the trajectory gradients without atomics.
+    (``kernels/pair_self_attention.py``) gathers inside the kernel and reduces the trajectory gradients without
+    atomics.
     """
     scale, path, subj_i, obj_i = _check_pair(traj_q, traj_k, traj_v, pair_q, pair_k, pair_v, subj, obj, scale, impl)
     if path == "torch":
         return pair_self_attention_ref(traj_q, traj_k, traj_v, pair_q, pair_k, pair_v, subj_i, obj_i, scale=scale)
-    from uasan.kernels import pair_attention
+    from uasan.kernels import pair_self_attention as kernel
 
-    return pair_attention.pair_self_attention(traj_q, traj_k, traj_v, pair_q, pair_k, pair_v, subj_i, obj_i, scale)
+    return kernel.pair_self_attention(traj_q, traj_k, traj_v, pair_q, pair_k, pair_v, subj_i, obj_i, scale)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -279,7 +334,7 @@ def _check_cross(q, k, v, scale, impl):
             )
     if v.shape[1] != k.shape[1]:
         raise ValueError(f"{_CROSS}: expected v of shape {_shape(k)} like k, but got {_shape(v)}")
-    return _scale(_CROSS, scale, q.shape[2]), _resolve(_CROSS, impl, q.device, q.dtype)
+    return _scale(_CROSS, scale, q.shape[2]), _resolve_sdpa(_CROSS, impl, q.device, q.dtype)
 
 
 def pair_cross_attention_ref(

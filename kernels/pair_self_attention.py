@@ -5,13 +5,14 @@ For every pair p the sequence is ``X_p = [traj[subj[p]]; traj[obj[p]]; pair[p]]`
     O_p = softmax(Q_p K_pᵀ · scale) V_p
 
 with Q_p, K_p, V_p the rows of X_p taken from the (traj_q, pair_q), (traj_k, pair_k), (traj_v, pair_v) tensors.
-The trajectory rows are read through ``subj`` / ``obj`` inside the kernels: nothing of size P × 2·Lt exists, in the
-forward or the backward.
+The trajectory rows are read through ``subj`` / ``obj`` inside the kernels (one pointer per row, picked from the
+trajectory or the pair tensor): nothing of size P × 2·Lt exists, in the forward or the backward.
 
 Forward (``_pair_fwd_kernel``): grid ``(P, H · ⌈L / BLOCK_M⌉, chunks)`` — P on axis 0 (no 65,535 limit). A program
-owns BLOCK_M query rows of one pair and head and one head-dim chunk of the output; it streams the L key rows in
-BLOCK_N tiles with the online softmax (Q·Kᵀ summed over all head-dim chunks), and the chunk-0 program saves the
-row log-sum-exp (log2 domain) for the backward.
+owns BLOCK_M query rows of one pair and head and one head-dim chunk of the output (all of it in a full-width tile);
+it streams the L key rows in BLOCK_N tiles with the online softmax, and the chunk-0 program saves the row
+log-sum-exp (log2 domain) for the backward. Q·Kᵀ runs over the whole head dim: from registers when it is one
+``BLOCK_K`` slice, else slice by slice as loaded (``_attention_common.scores``), once per output chunk.
 
 Backward (``_pair_bwd_kernel``), after the pre-pass Δ_i = Σ_d dO_i · O_i. For a block R of rows of X_p the program
 computes, per head-dim chunk,
@@ -27,6 +28,13 @@ computes, per head-dim chunk,
   (role 0: n is the subject, rows at offset 0; role 1: the object, offset Lt; s == o gives two entries). The
   entries of a trajectory may be cut into ``splits`` contiguous ranges for parallelism; each range writes its own
   float32 partial (splits, N, Lt, H, Dh) and the host sums them in a fixed order. No atomics: bit-reproducible.
+
+Why not one backward program per (pair, head) that computes each P block once: the trajectory rows' gradients of a
+pair then have to be reduced over the 2(N−1) pairs of each trajectory. Without atomics (the kernels are
+deterministic) that needs float32 partials of size P × 2·Lt × H × Dh for each of dQ, dK, dV — 1.3× the materialised
+bf16 gather (3 × P × L × H × Dh) that this op exists to avoid, and the peak-memory goal (≤ ½ of eager) with it.
+Owner programs recompute P (two passes over each pair's L × L scores instead of one) but keep memory at
+O(N·Lt + P·Lp).
 """
 
 from __future__ import annotations
@@ -38,13 +46,13 @@ from uasan.kernels._attention_common import (
     DTYPES,
     LOG2E,
     autotuned,
+    device_guard,
     dot_precision,
-    gpu_configs,
-    interp_config,
+    head_dim_pad,
     interpreting,
-    next_pow2,
-    prune_width,
+    load_rows,
     row_dot,
+    scores,
 )
 
 #: Override of the number of ranges the pair list of each trajectory is cut into in the backward (None: heuristic).
@@ -52,20 +60,15 @@ TRAJ_SPLIT: int | None = None
 
 
 @triton.jit
-def _seq_tile(TRAJ, PAIR, s, o, p, rows, valid, cols, h, Lt, Lp, HD, Dh):
-    """Rows ``rows`` of pair p's sequence [traj[s]; traj[o]; pair[p]], head h, columns ``cols`` → (R, C); 0 where
-    ``valid`` is false, the row is past the sequence or the column past Dh. Both tensors are contiguous."""
+def _seq_offsets(s, o, p, rows, Lt, Lp, HD, hoff):
+    """Element offsets of rows ``rows`` of X_p = [traj[s]; traj[o]; pair[p]] (head offset ``hoff`` included) into the
+    trajectory tensor and into the pair tensor (both contiguous (·, H·Dh) row-major), and whether each row is a
+    trajectory row. Each row is read from exactly one of the two (``tl.where`` on the pointers)."""
     in_s = rows < Lt
     in_t = rows < 2 * Lt
-    n = tl.where(in_s, s, o)  # (R,) int64
-    t = tl.where(in_s, rows, rows - Lt)
-    cmask = (cols < Dh)[None, :]
-    trow = n * Lt + t  # (R,) row of traj (N·Lt, H·Dh)
-    xt = tl.load(TRAJ + (trow * HD + h * Dh)[:, None] + cols[None, :], mask=(valid & in_t)[:, None] & cmask, other=0.0)
-    prow = p * Lp + (rows - 2 * Lt)  # (R,) row of pair (P·Lp, H·Dh)
-    pmask = (valid & (rows >= 2 * Lt) & (rows < 2 * Lt + Lp))[:, None] & cmask
-    xp = tl.load(PAIR + (prow * HD + h * Dh)[:, None] + cols[None, :], mask=pmask, other=0.0)
-    return tl.where(in_t[:, None], xt, xp)
+    t_off = (tl.where(in_s, s, o) * Lt + tl.where(in_s, rows, rows - Lt)) * HD + hoff  # (R,) int64
+    p_off = (p * Lp + (rows - 2 * Lt)) * HD + hoff  # (R,) int64 (negative for trajectory rows: never used)
+    return t_off, p_off, in_t
 
 
 @triton.jit
@@ -73,10 +76,11 @@ def _pair_fwd_kernel(
     TQ, TK, TV, PQ, PK, PV, SUBJ, OBJ, OUT, LSE,
     Lt, Lp, H, Dh, qk_scale,
     HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
-    NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D  # output columns per program
+    SLICE: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < BLOCK_K else BLOCK_K  # head-dim slice of Q·Kᵀ
+    NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     L = 2 * Lt + Lp
     HD = H * Dh
     p = tl.program_id(0).to(tl.int64)
@@ -84,13 +88,17 @@ def _pair_fwd_kernel(
     h = tl.program_id(1) // n_mblocks
     mb = tl.program_id(1) % n_mblocks
     chunk = tl.program_id(2)
+    hoff = h * Dh
     s = tl.load(SUBJ + p)
     o = tl.load(OBJ + p)
 
     rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) positions in X_p
     rvalid = rows < L
+    t_off, p_off, in_t = _seq_offsets(s, o, p, rows, Lt, Lp, HD, hoff)
+    q_ptr = tl.where(in_t, TQ + t_off, PQ + p_off)  # (BLOCK_M,) row pointers
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,) this program's output columns
-    q_own = _seq_tile(TQ, PQ, s, o, p, rows, rvalid, d_own, h, Lt, Lp, HD, Dh)  # (BLOCK_M, BLOCK_D)
+    if NUM_K == 1:  # the whole head dim in one slice: Q stays in registers across the loop
+        q_all = load_rows(q_ptr, rvalid, tl.arange(0, SLICE), Dh)  # (BLOCK_M, HEAD_DIM_PAD)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -98,39 +106,40 @@ def _pair_fwd_kernel(
     for n0 in range(0, L, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key positions in X_p
         cvalid = cols < L
-        k = _seq_tile(TK, PK, s, o, p, cols, cvalid, d_own, h, Lt, Lp, HD, Dh)  # (BLOCK_N, BLOCK_D)
-        sc = tl.dot(q_own, tl.trans(k), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
-        for j in range(1, NUM_CHUNKS):  # the other head-dim chunks of Q·Kᵀ
-            dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-            qj = _seq_tile(TQ, PQ, s, o, p, rows, rvalid, dj, h, Lt, Lp, HD, Dh)
-            kj = _seq_tile(TK, PK, s, o, p, cols, cvalid, dj, h, Lt, Lp, HD, Dh)
-            sc += tl.dot(qj, tl.trans(kj), input_precision=PREC)
-        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # log2 domain
+        kt_off, kp_off, k_in_t = _seq_offsets(s, o, p, cols, Lt, Lp, HD, hoff)
+        k_ptr = tl.where(k_in_t, TK + kt_off, PK + kp_off)
+        if NUM_K == 1:
+            sc = tl.dot(q_all, tl.trans(load_rows(k_ptr, cvalid, tl.arange(0, SLICE), Dh)), input_precision=PREC)
+        else:
+            sc = scores(tl.zeros((BLOCK_M, BLOCK_N), tl.float32), q_ptr, rvalid, k_ptr, cvalid, Dh, SLICE, NUM_K, PREC)
+        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # (BLOCK_M, BLOCK_N), log2 domain
         m_new = tl.maximum(m_i, tl.max(sc, 1))
         alpha = tl.exp2(m_i - m_new)
         pr = tl.exp2(sc - m_new[:, None])
         l_i = l_i * alpha + tl.sum(pr, 1)
-        v = _seq_tile(TV, PV, s, o, p, cols, cvalid, d_own, h, Lt, Lp, HD, Dh)  # (BLOCK_N, BLOCK_D)
+        v = load_rows(tl.where(k_in_t, TV + kt_off, PV + kp_off), cvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
         acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v, input_precision=PREC)
         m_i = m_new
 
     acc = acc / l_i[:, None]
     orow = p * L + rows  # (BLOCK_M,) row of OUT (P·L, H·Dh)
     omask = rvalid[:, None] & (d_own < Dh)[None, :]
-    tl.store(OUT + (orow * HD + h * Dh)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
+    tl.store(OUT + (orow * HD + hoff)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
     if chunk == 0:
         tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N_OWN", "N_SPLIT"])
 def _pair_bwd_kernel(
     TQ, TK, TV, PQ, PK, PV, SUBJ, OBJ, DO, LSE, DELTA, ENT, PTR, DQ, DK, DV,
     Lt, Lp, H, Dh, N_OWN, N_SPLIT, qk_scale, scale,
     TRAJ: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, PREC: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, MAX_D: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D
+    BLOCK_D: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < MAX_D else MAX_D  # gradient columns per program
     NUM_CHUNKS: tl.constexpr = HEAD_DIM_PAD // BLOCK_D
+    SLICE: tl.constexpr = HEAD_DIM_PAD if HEAD_DIM_PAD < BLOCK_K else BLOCK_K  # head-dim slice of S and dP
+    NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     L = 2 * Lt + Lp
     HD = H * Dh
     own = tl.program_id(0).to(tl.int64)  # trajectory n (TRAJ) or pair p
@@ -149,6 +158,7 @@ def _pair_bwd_kernel(
     rb = tl.program_id(1) % n_rblocks
     chunk = tl.program_id(2) % NUM_CHUNKS
     split = tl.program_id(2) // NUM_CHUNKS
+    hoff = h * Dh
     if TRAJ:
         e_lo = tl.load(PTR + own)
         count = tl.load(PTR + own + 1) - e_lo
@@ -160,20 +170,19 @@ def _pair_bwd_kernel(
 
     local = rb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) row within the owner's block of rows
     lvalid = local < nrows
-    own_row = own * nrows + local  # (BLOCK_M,) row of the owner tensor (N·Lt or P·Lp, H·Dh)
+    own_off = (own * nrows + local) * HD + hoff  # (BLOCK_M,) row offsets in the owner tensor (N·Lt or P·Lp, H·Dh)
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    own_mask = lvalid[:, None] & (d_own < Dh)[None, :]
-    own_off = (own_row * HD + h * Dh)[:, None] + d_own[None, :]  # (BLOCK_M, BLOCK_D)
-    k_own = tl.load(OK + own_off, mask=own_mask, other=0.0)
-    v_own = tl.load(OV + own_off, mask=own_mask, other=0.0)
+    d_all = tl.arange(0, SLICE)
+    if NUM_K == 1:  # one slice: the owner rows' K and V stay in registers
+        k_all = load_rows(OK + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+        v_all = load_rows(OV + own_off, lvalid, d_all, Dh)
 
     # phase 1: dK, dV of the owner rows, over every query row of every pair they appear in
     dk = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for e in range(e_start, e_end):
         if TRAJ:
-            ent = tl.load(ENT + e)
-            p = ent // 2
+            p = tl.load(ENT + e) // 2
         else:
             p = own
         s = tl.load(SUBJ + p)
@@ -182,35 +191,38 @@ def _pair_bwd_kernel(
             qi = i0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) query positions in X_p
             qvalid = qi < L
             qrow = p * L + qi  # rows of dO / LSE / Δ
-            q_c = _seq_tile(TQ, PQ, s, o, p, qi, qvalid, d_own, h, Lt, Lp, HD, Dh)  # (BLOCK_N, BLOCK_D)
-            dmask = qvalid[:, None] & (d_own < Dh)[None, :]
-            do_c = tl.load(DO + (qrow * HD + h * Dh)[:, None] + d_own[None, :], mask=dmask, other=0.0)
-            s_t = tl.dot(k_own, tl.trans(q_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
-            dp_t = tl.dot(v_own, tl.trans(do_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = (dO Vᵀ)ᵀ
-            for j in range(1, NUM_CHUNKS):
-                dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-                jmask = (dj < Dh)[None, :]
-                koff = (own_row * HD + h * Dh)[:, None] + dj[None, :]
-                k_j = tl.load(OK + koff, mask=lvalid[:, None] & jmask, other=0.0)
-                v_j = tl.load(OV + koff, mask=lvalid[:, None] & jmask, other=0.0)
-                q_j = _seq_tile(TQ, PQ, s, o, p, qi, qvalid, dj, h, Lt, Lp, HD, Dh)
-                do_j = tl.load(
-                    DO + (qrow * HD + h * Dh)[:, None] + dj[None, :], mask=qvalid[:, None] & jmask, other=0.0
-                )
-                s_t += tl.dot(k_j, tl.trans(q_j), input_precision=PREC)
-                dp_t += tl.dot(v_j, tl.trans(do_j), input_precision=PREC)
+            qt_off, qp_off, q_in_t = _seq_offsets(s, o, p, qi, Lt, Lp, HD, hoff)
+            q_ptr = tl.where(q_in_t, TQ + qt_off, PQ + qp_off)
+            do_ptr = DO + qrow * HD + hoff
+            if NUM_K == 1:
+                q_s = load_rows(q_ptr, qvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+                do_s = load_rows(do_ptr, qvalid, d_all, Dh)
+                s_t = tl.dot(k_all, tl.trans(q_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
+                dp_t = tl.dot(v_all, tl.trans(do_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = (dO Vᵀ)ᵀ
+            else:
+                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                s_t = scores(zero, OK + own_off, lvalid, q_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+                dp_t = scores(zero, OV + own_off, lvalid, do_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+            if NUM_K == 1 and NUM_CHUNKS == 1:
+                q_c = q_s
+                do_c = do_s
+            else:
+                q_c = load_rows(q_ptr, qvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
+                do_c = load_rows(do_ptr, qvalid, d_own, Dh)
             lse = tl.load(LSE + qrow * H + h, mask=qvalid, other=0.0)
             delta = tl.load(DELTA + qrow * H + h, mask=qvalid, other=0.0)
             p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
             ds_t = p_t * (dp_t - delta[None, :])
             dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
             dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
-    out_off = (((split * N_OWN + own) * nrows + local) * HD + h * Dh)[:, None] + d_own[None, :]
+    out_off = (((split * N_OWN + own) * nrows + local) * HD + hoff)[:, None] + d_own[None, :]
+    own_mask = lvalid[:, None] & (d_own < Dh)[None, :]
     tl.store(DK + out_off, (dk * scale).to(DK.dtype.element_ty), mask=own_mask)
     tl.store(DV + out_off, dv.to(DV.dtype.element_ty), mask=own_mask)
 
     # phase 2: dQ of the owner rows, over every key row of every pair they appear in
-    q_own = tl.load(OQ + own_off, mask=own_mask, other=0.0)
+    if NUM_K == 1:
+        q_all = load_rows(OQ + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for e in range(e_start, e_end):
         if TRAJ:
@@ -223,25 +235,29 @@ def _pair_bwd_kernel(
         s = tl.load(SUBJ + p)
         o = tl.load(OBJ + p)
         orow = p * L + pos + local  # (BLOCK_M,) rows of dO / LSE / Δ for the owner rows in X_p
-        do_own = tl.load(DO + (orow * HD + h * Dh)[:, None] + d_own[None, :], mask=own_mask, other=0.0)
+        do_ptr = DO + orow * HD + hoff
         lse = tl.load(LSE + orow * H + h, mask=lvalid, other=0.0)
         delta = tl.load(DELTA + orow * H + h, mask=lvalid, other=0.0)
+        if NUM_K == 1:
+            do_all = load_rows(do_ptr, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
         for j0 in range(0, L, BLOCK_N):
             kj = j0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key positions in X_p
             kvalid = kj < L
-            k_c = _seq_tile(TK, PK, s, o, p, kj, kvalid, d_own, h, Lt, Lp, HD, Dh)  # (BLOCK_N, BLOCK_D)
-            v_c = _seq_tile(TV, PV, s, o, p, kj, kvalid, d_own, h, Lt, Lp, HD, Dh)
-            sc = tl.dot(q_own, tl.trans(k_c), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
-            dp = tl.dot(do_own, tl.trans(v_c), input_precision=PREC)
-            for j in range(1, NUM_CHUNKS):
-                dj = ((chunk + j) % NUM_CHUNKS) * BLOCK_D + tl.arange(0, BLOCK_D)
-                jmask = lvalid[:, None] & (dj < Dh)[None, :]
-                q_j = tl.load(OQ + (own_row * HD + h * Dh)[:, None] + dj[None, :], mask=jmask, other=0.0)
-                do_j = tl.load(DO + (orow * HD + h * Dh)[:, None] + dj[None, :], mask=jmask, other=0.0)
-                k_j = _seq_tile(TK, PK, s, o, p, kj, kvalid, dj, h, Lt, Lp, HD, Dh)
-                v_j = _seq_tile(TV, PV, s, o, p, kj, kvalid, dj, h, Lt, Lp, HD, Dh)
-                sc += tl.dot(q_j, tl.trans(k_j), input_precision=PREC)
-                dp += tl.dot(do_j, tl.trans(v_j), input_precision=PREC)
+            kt_off, kp_off, k_in_t = _seq_offsets(s, o, p, kj, Lt, Lp, HD, hoff)
+            k_ptr = tl.where(k_in_t, TK + kt_off, PK + kp_off)
+            v_ptr = tl.where(k_in_t, TV + kt_off, PV + kp_off)
+            if NUM_K == 1:
+                k_s = load_rows(k_ptr, kvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+                sc = tl.dot(q_all, tl.trans(k_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
+                dp = tl.dot(do_all, tl.trans(load_rows(v_ptr, kvalid, d_all, Dh)), input_precision=PREC)
+            else:
+                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                sc = scores(zero, OQ + own_off, lvalid, k_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+                dp = scores(zero, do_ptr, lvalid, v_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+            if NUM_K == 1 and NUM_CHUNKS == 1:
+                k_c = k_s
+            else:
+                k_c = load_rows(k_ptr, kvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
             pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
             ds = pr * (dp - delta[:, None])
             dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
@@ -249,7 +265,7 @@ def _pair_bwd_kernel(
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# host side
+# host side: launchers, then the autograd Function
 # ------------------------------------------------------------------------------------------------------------------
 
 _KEY = ["Lt", "Lp", "H", "Dh"]
@@ -259,11 +275,7 @@ def _chunks(dpad: int, meta) -> int:
     return dpad // min(dpad, meta["MAX_D"])
 
 
-def _head_dim_pad(dh: int) -> int:
-    return max(16, next_pow2(dh))
-
-
-def pair_attention_forward(tq, tk, tv, pq, pk, pv, subj, obj, scale: float):
+def pair_self_attention_forward(tq, tk, tv, pq, pk, pv, subj, obj, scale: float):
     """Launches the forward. Inputs contiguous, same dtype (fp32/fp16/bf16) and device; subj/obj int64 in range.
     Returns ``out`` (P, 2Lt+Lp, H, Dh) and ``lse`` (P, 2Lt+Lp, H) float32 (log2 domain)."""
     n, lt, h, dh = tq.shape
@@ -275,8 +287,8 @@ def pair_attention_forward(tq, tk, tv, pq, pk, pv, subj, obj, scale: float):
         return out, lse
     if lp == 0:  # never read: every pair-row load is masked
         pq = pk = pv = tq
-    dpad = _head_dim_pad(dh)
-    kernel = autotuned("pair_fwd", _pair_fwd_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    dpad = head_dim_pad(dh)
+    kernel = autotuned("pair_fwd", _pair_fwd_kernel, _KEY, tq)
     grid = lambda meta: (p, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
     kernel[grid](
         tq, tk, tv, pq, pk, pv, subj, obj, out, lse, lt, lp, h, dh, scale * LOG2E,
@@ -291,7 +303,7 @@ def _traj_split(n: int, h: int, lt: int, dpad: int, pairs: int, device: torch.de
     if interpreting() or device.type != "cuda":
         return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    programs = n * h * triton.cdiv(lt, 64) * max(1, dpad // 128)
+    programs = n * h * triton.cdiv(lt, 32) * max(1, dpad // 128)
     per_traj = max(1, (2 * pairs) // max(n, 1))  # mean entries per trajectory
     return max(1, min(triton.cdiv(2 * sms, programs), per_traj // 2))
 
@@ -308,27 +320,26 @@ def trajectory_csr(subj: torch.Tensor, obj: torch.Tensor, n: int) -> tuple[torch
     return ent, ptr
 
 
-def pair_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, scale: float):
+def pair_self_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, scale: float):
     """Gradients (d traj_q, d traj_k, d traj_v, d pair_q, d pair_k, d pair_v), deterministic."""
     n, lt, h, dh = tq.shape
     p, lp = pq.shape[:2]
     length = 2 * lt + lp
-    grads_pair = [torch.zeros_like(x) for x in (pq, pk, pv)]
     if p == 0 or length == 0 or h == 0 or dh == 0:
-        return [torch.zeros_like(x) for x in (tq, tk, tv)] + grads_pair
+        return [torch.zeros_like(x) for x in (tq, tk, tv, pq, pk, pv)]
     do = do.contiguous()
     delta = row_dot(out, do)  # (P, L, H) float32
-    dpad = _head_dim_pad(dh)
-    prec = dot_precision(tq.dtype)
+    dpad = head_dim_pad(dh)
     if lp == 0:
         pq_, pk_, pv_ = tq, tk, tv  # never read
     else:
         pq_, pk_, pv_ = pq, pk, pv
-    scalars = dict(HEAD_DIM_PAD=dpad, PREC=prec)
+    scalars = dict(HEAD_DIM_PAD=dpad, PREC=dot_precision(tq.dtype))
     ent, ptr = trajectory_csr(subj, obj, n)
 
+    grads_pair = [torch.empty_like(x) for x in (pq, pk, pv)]  # every row written by the pair-mode programs
     if lp > 0:
-        kernel = autotuned("pair_bwd_pair", _pair_bwd_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+        kernel = autotuned("pair_bwd_pair", _pair_bwd_kernel, _KEY, tq)
         grid = lambda meta: (p, h * triton.cdiv(lp, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
         dpq, dpk, dpv = grads_pair
         kernel[grid](
@@ -339,8 +350,9 @@ def pair_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, sca
     if lt == 0 or n == 0:
         return [torch.zeros_like(x) for x in (tq, tk, tv)] + grads_pair
     splits = _traj_split(n, h, lt, dpad, p, tq.device)
+    # float32 partials (one compiled variant whatever the split; N·Lt rows are few, so the cast below is cheap)
     bufs = [torch.empty((splits, n, lt, h, dh), device=tq.device, dtype=torch.float32) for _ in range(3)]
-    kernel = autotuned("pair_bwd_traj", _pair_bwd_kernel, gpu_configs(), interp_config(), _KEY, prune_width)
+    kernel = autotuned("pair_bwd_traj", _pair_bwd_kernel, _KEY, tq)
     grid = lambda meta: (n, h * triton.cdiv(lt, meta["BLOCK_M"]), _chunks(dpad, meta) * splits)  # noqa: E731
     kernel[grid](
         tq, tk, tv, pq_, pk_, pv_, subj, obj, do, lse, delta, ent, ptr, bufs[0], bufs[1], bufs[2],
@@ -350,14 +362,15 @@ def pair_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, sca
     return grads_traj + grads_pair
 
 
-class PairSelfAttention(torch.autograd.Function):
+class PairSelfAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: forward and backward are the Triton kernels above (inputs already validated)."""
 
     @staticmethod
     def forward(ctx, tq, tk, tv, pq, pk, pv, subj, obj, scale):
         args = [x.contiguous() for x in (tq, tk, tv, pq, pk, pv)]
         subj, obj = subj.contiguous(), obj.contiguous()
-        out, lse = pair_attention_forward(*args, subj, obj, scale)
+        with device_guard(tq):
+            out, lse = pair_self_attention_forward(*args, subj, obj, scale)
         ctx.save_for_backward(*args, subj, obj, out, lse)
         ctx.scale = scale
         return out
@@ -365,11 +378,12 @@ class PairSelfAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do):
         tq, tk, tv, pq, pk, pv, subj, obj, out, lse = ctx.saved_tensors
-        grads = pair_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, ctx.scale)
+        with device_guard(tq):
+            grads = pair_self_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse, ctx.scale)
         return (*grads, None, None, None)
 
 
 def pair_self_attention(tq, tk, tv, pq, pk, pv, subj, obj, scale: float) -> torch.Tensor:
     if tq.dtype not in DTYPES:
         raise ValueError(f"pair_self_attention: the Triton path takes {DTYPES}, but got {tq.dtype}")
-    return PairSelfAttention.apply(tq, tk, tv, pq, pk, pv, subj, obj, scale)
+    return PairSelfAttentionFunction.apply(tq, tk, tv, pq, pk, pv, subj, obj, scale)
