@@ -201,9 +201,11 @@ class SegmentDataset(Dataset):
                 f"ROOT/{_DIRS[mode][0]}/{self.subset}/<vid>/<vid>-<fstart:04d>-<fend:04d>.json"
             )
         self.index: list[tuple[str, int, int]] = []
+        self.skipped_videos: list[str] = []  # annotated videos without a proposal folder (uasan.data.checks warns)
         for vid in self.annotation_paths:
             d = self.dirs[0] / vid
             if not d.is_dir():
+                self.skipped_videos.append(vid)
                 continue
             found = []
             for name in os.listdir(d):
@@ -242,6 +244,16 @@ class SegmentDataset(Dataset):
             self._cache.popitem(last=False)
         return ann
 
+    def proposal_file(self, i: int) -> Path:
+        """The proposal file of item i."""
+        vid, fs, fe = self.index[i]
+        return self.dirs[0] / vid / f"{segment_tag(vid, fs, fe)}.json"
+
+    def feature_file(self, i: int, union: bool = False) -> Path:
+        """The trajectory (or, with ``union``, the union) feature file of item i; ValueError when there is none."""
+        vid, fs, fe = self.index[i]
+        return self._feature_file(self.dirs[2 if union else 1], vid, segment_tag(vid, fs, fe))
+
     def _feature_file(self, folder: Path, vid: str, tag: str) -> Path:
         base = folder / vid / tag
         for ext in (".npy", ".pkl"):
@@ -255,7 +267,7 @@ class SegmentDataset(Dataset):
         L = fe - fs
         gt = self.mode != "SGDet"
         prop = read_proposals(
-            self.dirs[0] / vid / f"{tag}.json",
+            self.proposal_file(i),
             filter=self.filter,
             min_length=self.min_length,
             min_size=self.min_size,
@@ -268,13 +280,13 @@ class SegmentDataset(Dataset):
 
         feats = union = None
         if self.features:
-            path = self._feature_file(self.dirs[1], vid, tag)
+            path = self.feature_file(i)
             arr = read_features(path)
             if arr.shape[0] != n_file:
                 raise bad_file(path, "shape[0]", f"{arr.shape[0]} rows but {prop.path} has {n_file} trajectories")
             feats = np.asarray(arr[prop.index], dtype=np.float32)
         if self.union_features:
-            path = self._feature_file(self.dirs[2], vid, tag)
+            path = self.feature_file(i, union=True)
             arr = read_features(path)
             want = n_file * (n_file - 1)
             if arr.shape[0] != want:
