@@ -152,6 +152,7 @@ def _trainer(model, params, loader, loss_fn, epochs, cfg, out_dir, eval_fn, prog
         amp_bf16=cfg.train.amp_bf16 and device.type == "cuda",
         out_dir=out_dir,
         device=device,
+        save_frozen=False,  # the frozen bridge (most of the model) is in the packaged MiniLM or stage1/bridge.pt
     )
 
 

@@ -2,12 +2,14 @@
 
 A checkpoint is the dict from ``Trainer.state_dict()``::
 
-    {"format": 1, "model": ..., "optimizer": ..., "scheduler": ... | None, "epoch": completed epochs,
+    {"format": 1, "model": ..., "frozen": None | {"names": [...], "blake2b": str}, "optimizer": ...,
+     "scheduler": ... | None, "epoch": completed epochs,
      "step": optimizer steps so far, "sampler_epoch": next epoch the sampler will see, "rng": get_rng_state(),
      "hooks": {"<index>:<HookClass>": hook.state_dict()}, "extra": {...}}
 
-Everything in it is tensors and plain python values, so ``torch.load(weights_only=True)`` (the default here) reads
-it without unpickling arbitrary objects.
+``frozen`` is set when the trainer runs with ``save_frozen=False``: "model" then lacks the frozen parameters, whose
+names and fingerprint stand in for them. Everything in it is tensors and plain python values, so
+``torch.load(weights_only=True)`` (the default here) reads it without unpickling arbitrary objects.
 """
 
 from __future__ import annotations
