@@ -391,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_libraries()
     out = Path(args.out)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # run() has left the process group when it returns
     try:
         cfg = load_config(TrainConfig, args.config, overrides)
         configure_threads(cfg.train.num_threads)
@@ -409,13 +410,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"uasan.train: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if dist.is_main_process():
+        if main_process:
             print(
                 f"\nuasan.train: interrupted; {out} keeps every finished epoch. Continue with: {_resume_command(argv)}",
                 file=sys.stderr,
             )
         return 130
-    if not dist.is_main_process():
+    if not main_process:
         return 0
     if args.stage == 1:
         print(f"bridge: {out / 'stage1' / 'bridge.pt'}")
