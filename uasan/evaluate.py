@@ -4,11 +4,16 @@ tagging P@1 / P@5 / P@10), optionally on an open-vocabulary split.
     python -m uasan.evaluate --groundtruth GT.json|DATA_ROOT --predictions PRED.json [--split novel|all|base]
         [--dataset vidvrd|vidor | --split-file SPLIT.json] [--out metrics.json]
 
+The category split for ``--split`` is ``--split-file``, else ``DATA_ROOT/splits.json`` when there is one, else the
+bundled split of ``--dataset`` (default vidvrd).
+
 ``--groundtruth`` is a JSON file mapping video id → ground-truth relation instances, or a data set root, whose
 test-split ground truth ``uasan.data.load_groundtruth`` builds. ``PRED.json`` is the official prediction format
 ``{"version": ..., "results": {video: [{triplet, score, duration, sub_traj, obj_traj}]}}``. ``--split`` filters
-the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``; default ``all``: no
-filtering). A malformed input file gets a one-line message naming the file and the field or video, exit status 2.
+the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``); its default is the split the
+predictions were scored on when the file records it (``uasan.predict`` does), else ``all`` (no filtering). Evaluate
+with the split the predictions were scored on: a mismatch is warned about. A malformed input file gets a one-line
+message naming the file and the field or video, exit status 2.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from uasan.engine._atomic import atomic_write_text
+from uasan.engine.run_folder import check_writable
 from uasan.evaluation.protocol import SPLITS, filter_groundtruth, split_categories
 from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
 
@@ -63,11 +69,18 @@ def load_groundtruth(path: str) -> dict:
     return gt
 
 
-def load_predictions(path: str, groundtruth: dict) -> dict:
-    """The ``results`` of a prediction file, checked: known videos, relation fields, durations and box counts."""
+def load_prediction_file(path: str) -> dict:
+    """The prediction file's top-level object (``results`` and, from ``uasan.predict``, ``split`` and ``mode``)."""
     pred = _load_json(path, "prediction")
     if not isinstance(pred, dict) or "results" not in pred:
         raise InputError(f"{path}: expected an object with a 'results' field (video id -> predicted relations)")
+    return pred
+
+
+def load_predictions(path: str, groundtruth: dict, pred: dict | None = None) -> dict:
+    """The ``results`` of a prediction file, checked: known videos, relation fields, durations and box counts."""
+    if pred is None:
+        pred = load_prediction_file(path)
     results = pred["results"]
     if not isinstance(results, dict):
         raise InputError(f"{path}: field 'results': expected an object, got {type(results).__name__}")
@@ -98,11 +111,19 @@ def _file_message(msg: str, gt_path: str, pred_path: str) -> str:
 
 
 def _split_file(args: argparse.Namespace) -> dict:
-    if args.split_file:
-        split = _load_json(args.split_file, "split")
+    """The category split: ``--split-file``; else, for a data set root that has one, its ``splits.json`` (the split
+    its models were trained with, as ``SegmentDataset`` reads it) unless ``--dataset`` names a bundled one; else the
+    bundled split of ``--dataset`` (default vidvrd)."""
+    path = args.split_file
+    if path is None and args.dataset is None and os.path.isdir(args.groundtruth):
+        candidate = os.path.join(args.groundtruth, "splits.json")
+        path = candidate if os.path.isfile(candidate) else None
+    if path is not None:
+        split = _load_json(path, "split")
         if not isinstance(split, dict):
-            raise InputError(f"{args.split_file}: expected an object with 'objects' and 'predicates'")
+            raise InputError(f"{path}: expected an object with 'objects' and 'predicates'")
         return split
+    dataset = args.dataset or "vidvrd"
     try:
         from uasan.data import load_split
     except ImportError as exc:
@@ -111,9 +132,9 @@ def _split_file(args: argparse.Namespace) -> dict:
             "pass --split-file SPLIT.json"
         ) from None
     try:
-        return load_split(args.dataset)
+        return load_split(dataset)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot load the {args.dataset!r} split ({exc})") from None
+        raise InputError(f"cannot load the {dataset!r} split ({exc})") from None
 
 
 def format_table(split: str, metrics: dict[str, float]) -> str:
@@ -133,8 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m uasan.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--groundtruth", required=True, help="ground-truth JSON (video -> relations) or data set root")
     p.add_argument("--predictions", required=True, help="prediction JSON {'version', 'results': {video: [...]}}")
-    p.add_argument("--split", choices=SPLITS, default="all", help="open-vocabulary split of the ground truth")
-    p.add_argument("--dataset", default="vidvrd", help="bundled category split for --split (vidvrd, vidor)")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="open-vocabulary split of the ground truth (default: the split the predictions were scored on, as "
+        "uasan.predict records it, else all)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="bundled category split for --split (vidvrd, vidor; default: DATA_ROOT/splits.json when --groundtruth "
+        "is a data set root that has one, else vidvrd)",
+    )
     p.add_argument("--split-file", help="category split JSON instead of the bundled one")
     p.add_argument("--viou-threshold", type=float, default=0.5)
     p.add_argument("--out", help="write the metrics to this JSON file (atomically)")
@@ -142,10 +172,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     try:
+        if args.out:
+            try:
+                check_writable(args.out, "--out", is_dir=False)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
         gt = load_groundtruth(args.groundtruth)
-        results = load_predictions(args.predictions, gt)
+        pred_file = load_prediction_file(args.predictions)
+        results = load_predictions(args.predictions, gt, pred_file)
+        scored = pred_file.get("split")
+        if args.split is None:
+            args.split = scored if scored in SPLITS else "all"
+        elif scored in SPLITS and scored != args.split:
+            print(
+                f"uasan.evaluate: warning: {args.predictions} scored {scored} predicates (uasan.predict --split "
+                f"{scored}); the {args.split} protocol scores {args.split} predicates (uasan.predict --split "
+                f"{args.split}), so these numbers are not the {args.split} rows of metrics.md",
+                file=sys.stderr,
+            )
         objects = predicates = None
         if args.split != "all":
             objects, predicates = split_categories(_split_file(args), args.split)

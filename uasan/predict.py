@@ -9,6 +9,10 @@ in the official prediction format.
 
 from __future__ import annotations
 
+import uasan._openmp  # noqa: F401 - before torch: the OpenMP wait policy (see the module)
+
+# isort: split
+
 import argparse
 import dataclasses
 import json
@@ -26,7 +30,9 @@ from tqdm import tqdm
 from uasan import ops
 from uasan.data import SegmentBatch, SegmentDataset, Vocabulary, collate_segments, load_groundtruth
 from uasan.engine._atomic import atomic_write, atomic_write_text
+from uasan.engine.checkpoint import safe_torch_load
 from uasan.engine.config import TrainConfig, from_dict, to_dict
+from uasan.engine.run_folder import check_writable
 from uasan.evaluation import evaluate_relations, filter_groundtruth, split_categories, trajectory_recall
 from uasan.models import UASAN, ModelSpec
 
@@ -55,19 +61,57 @@ def save_model(model: UASAN, cfg: TrainConfig, split: dict[str, Any], path: str 
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[UASAN, TrainConfig, dict[str, Any]]:
+def read_model_file(path: str | Path, what: str = "--checkpoint") -> dict[str, Any]:
+    """The payload of a file written by :func:`save_model`, read with ``torch.load(weights_only=True)`` (no code can
+    run from it) and checked; every problem is a ``ValueError`` naming ``what`` (the option) and the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"--checkpoint: {path} does not exist")
+    payload = safe_torch_load(path, what)
+    fields = {"spec": dict, "config": dict, "split": dict, "state_dict": dict}
+    if not isinstance(payload, dict):
+        raise ValueError(f"{what}: {path} is not a uasan model file (holds a {type(payload).__name__}, not a dict)")
+    for key, kind in fields.items():
+        if not isinstance(payload.get(key), kind):
+            raise ValueError(
+                f"{what}: {path} is not a uasan model file: field '{key}' is missing or not a {kind.__name__}"
+            )
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{what}: {path}: field 'state_dict[{bad[0]!r}]' is not a tensor")
+    return payload
+
+
+def spec_from_payload(payload: dict[str, Any], path: str | Path, what: str = "--checkpoint") -> ModelSpec:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        spec = ModelSpec(**payload["spec"])
-        cfg = from_dict(TrainConfig, payload["config"], source=str(path))
-        split = payload["split"]
-    except (KeyError, TypeError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"--checkpoint: {path} is not a uasan model file ({exc})") from None
+        return ModelSpec(**payload["spec"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: {path}: field 'spec': {exc}") from None
+
+
+def load_state(model: UASAN, state: dict[str, torch.Tensor], path: str | Path, what: str, strict: bool = True) -> None:
+    """``model.load_state_dict(state)``; a mismatch is a ``ValueError`` naming the file (not a size-mismatch dump)."""
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+        detail = "; ".join(lines[:3]) + (f"; ... ({len(lines) - 3} more)" if len(lines) > 3 else "")
+        raise ValueError(f"{what}: {path}: field 'state_dict' does not fit the model: {detail}") from None
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", what: str = "--checkpoint"
+) -> tuple[UASAN, TrainConfig, dict[str, Any]]:
+    """A model file written by :func:`save_model` → (model in eval mode on ``device``, its config, its split)."""
+    path = Path(path)
+    payload = read_model_file(path, what)
+    spec = spec_from_payload(payload, path, what)
+    cfg = from_dict(TrainConfig, payload["config"], source=f"{what} {path}: field 'config'")
+    split = payload["split"]
+    try:
+        Vocabulary.from_split(split)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: {path}: field 'split': {exc}") from None
     model = UASAN(spec)
-    model.load_state_dict(payload["state_dict"])
+    load_state(model, payload["state_dict"], path, what)
     return model.to(device).eval(), cfg, split
 
 
@@ -348,25 +392,67 @@ def write_json(path: Path, obj: Any) -> Path:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def quiet_libraries() -> None:
+    """Silence transformers' weight-loading bars and info logs (``--quiet``); warnings and errors still show."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m uasan.predict", description="Relation predictions of a trained UASAN.")
     p.add_argument("--checkpoint", required=True, help="model file written by uasan.train (OUT/model.pt)")
     p.add_argument("--data-root", required=True, help="data set root (test subset)")
     p.add_argument("--out", required=True, help="prediction JSON (official format)")
     p.add_argument("--mode", choices=MODES, default="SGDet")
-    p.add_argument("--split", choices=SPLITS, default="all", help="predicates to score (default: all)")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="predicates to score: novel or all (default all). Evaluate with the same --split: "
+        "OUT/metrics.json's <mode>/<split> entry is this pair",
+    )
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    if args.quiet:
+        quiet_libraries()
     try:
+        # everything that can fail cheaply fails before the predictions are computed
+        from uasan.data.checks import check_inputs
+
+        check_writable(args.out, "--out", is_dir=False)
         model, cfg, split = load_model(args.checkpoint, args.device)
         vocab = Vocabulary.from_split(split)
+        if not Path(args.data_root).is_dir():
+            raise ValueError(f"--data-root: {args.data_root} does not exist")
+        check_inputs(args.data_root, {"test": [args.mode]}, split)
         pred = predict(
-            model_scorer(model, vocab), args.data_root, args.mode, vocab, cfg, split, (args.split,), device=args.device
+            model_scorer(model, vocab),
+            args.data_root,
+            args.mode,
+            vocab,
+            cfg,
+            split,
+            (args.split,),
+            device=args.device,
+            progress=not args.quiet,
         )[args.split]
+        # "split" / "mode" are extra keys (the official evaluator reads "results" only); uasan.evaluate checks them
+        write_json(Path(args.out), {"version": "VERSION 1.0", "results": pred, "split": args.split, "mode": args.mode})
     except ValueError as exc:
         print(f"uasan.predict: {exc}", file=sys.stderr)
         return 2
-    write_json(Path(args.out), {"version": "VERSION 1.0", "results": pred})
+    except KeyboardInterrupt:
+        print("uasan.predict: interrupted; nothing was written", file=sys.stderr)
+        return 130
     print(f"wrote {sum(len(v) for v in pred.values())} relations of {len(pred)} videos to {args.out}")
     return 0
 

@@ -11,8 +11,13 @@ With no arguments it generates the built-in synthetic world under ``OUT/data`` a
 
 from __future__ import annotations
 
+import uasan._openmp  # noqa: F401 - before torch: the OpenMP wait policy (see the module)
+
+# isort: split
+
 import argparse
-import json
+import os
+import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +30,11 @@ from uasan.engine._atomic import atomic_write_text
 from uasan.engine.config import BUILTIN_CONFIGS, TrainConfig, dump_config, load_config
 from uasan.engine.hooks import EvalHook, default_hooks, plot_curves, read_jsonl
 from uasan.engine.repro import build_dataloader, resolve_device, seed_everything
+from uasan.engine.run_folder import clear_entries
+from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
+from uasan.reports import metrics_markdown, pct, write_ablation
+from uasan.runs import check_run_folder, read_bridge
 
 VARIANTS = ("A", "B", "C", "full")
 
@@ -35,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m uasan.train",
         description="Train UASAN for open-vocabulary video scene graph generation. With no arguments it trains on "
         "the built-in synthetic world and writes OUT/metrics.json, OUT/metrics.md and OUT/curves.png.",
+        epilog="Overrides may stand anywhere among the options. A run folder holds one run: a fresh run refuses a "
+        "folder that holds another one unless --overwrite (which deletes that run's files, keeping a generated "
+        "world of the same seed under OUT/data) or --resume (which first checks that the config is the same).",
     )
     p.add_argument(
         "--config", default="synth", help=f"built-in config {BUILTIN_CONFIGS} or a YAML path (default synth)"
@@ -45,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="store_true", help="train A, B, C and full on the same data; one table")
     p.add_argument("--stage", type=int, choices=(1, 2), help="run only stage 1 (bridge) or stage 2 (relations)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoints")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoints (same config)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in OUT (its files are deleted first)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (transformers' included)")
     p.add_argument("--skip-eval", action="store_true", help="train and save OUT/model.pt, skip the test-set evaluation")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. optim.epochs_stage2=3")
     return p
@@ -139,6 +152,7 @@ def _trainer(model, params, loader, loss_fn, epochs, cfg, out_dir, eval_fn, prog
         amp_bf16=cfg.train.amp_bf16 and device.type == "cuda",
         out_dir=out_dir,
         device=device,
+        save_frozen=False,  # the frozen bridge (most of the model) is in the packaged MiniLM or stage1/bridge.pt
     )
 
 
@@ -210,48 +224,6 @@ def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# reports
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _fmt(x: float) -> str:
-    return f"{100 * x:.2f}"
-
-
-def metrics_markdown(metrics: dict[str, Any], title: str) -> str:
-    """Tables laid out like the paper's Table 1 (relation detection / tagging) and Table 3 (trajectories)."""
-    lines = [f"# {title}", "", "## Relation detection (Table 1 layout)", ""]
-    lines += [
-        "| model | mode | split | mAP | R@50 | R@100 | P@1 | P@5 | P@10 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for who, m in (("UASAN", metrics), ("random", metrics.get("random_baseline", {}))):
-        for mode in ("SGDet", "SGCls", "PredCls"):
-            for split in ("novel", "all"):
-                r = m.get(mode, {}).get(split)
-                if r is None:
-                    continue
-                tag = m.get("RelTag", {}).get(split, {}) if mode == "PredCls" else {}
-                p = [_fmt(tag[k]) if k in tag else "–" for k in ("P@1", "P@5", "P@10")]
-                lines.append(
-                    f"| {who} | {mode} | {split} | {_fmt(r['mAP'])} | {_fmt(r['R@50'])} | {_fmt(r['R@100'])} | "
-                    + " | ".join(p)
-                    + " |"
-                )
-    lines += [
-        "",
-        "## Trajectory classification (Table 3 layout)",
-        "",
-        "| model | classes | R@5 | R@10 |",
-        "|---|---|---|---|",
-    ]
-    for who, m in (("UASAN", metrics), ("random", metrics.get("random_baseline", {}))):
-        for split, r in m.get("trajectory", {}).items():
-            lines.append(f"| {who} | {split} | {_fmt(r['R@5'])} | {_fmt(r['R@10'])} |")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -265,49 +237,87 @@ def run(
     progress: bool,
     variants: tuple[str, ...],
     evaluate: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any] | None:
+    """Train (and evaluate) in ``out``. Nothing is written before the run folder, the config (on resume), the
+    inputs and a reused stage-1 bridge are checked; a problem with any of them is a ``ValueError``."""
+    dist.init_distributed()
+    try:
+        return _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite)
+    finally:
+        dist.cleanup_distributed()
+
+
+def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> dict[str, Any] | None:
     from uasan import predict as P
     from uasan.data import SegmentDataset, load_groundtruth
-
-    info = dist.init_distributed()
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.train.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    root = prepare_data(cfg, out, progress)
-    train_set = SegmentDataset(root, "train", mode="SGDet", **cfg.data.dataset_options())
-    split, vocab = train_set.split, train_set.vocab
-    if len(train_set) == 0:
-        raise ValueError(f"data.root: {root} has no training segments with proposals")
-    visual_dim = int(train_set[0].features.shape[-1])
-    if dist.is_main_process():
-        dump_config(cfg, out / "config.yaml")
-
-    # stage 1, shared by every variant of an ablation
-    base = P.model_spec(cfg, visual_dim, variants[0])
+    from uasan.data.checks import check_inputs
     from uasan.models import UASAN
 
-    model = UASAN(base).to(device)
+    device = resolve_device(cfg.train.device)
+    to_clear = check_run_folder(cfg, out, stage=stage, resume=resume, overwrite=overwrite)
+    if out / "data" in to_clear and dist.is_main_process():  # a stale world of another seed: regenerated below
+        clear_entries([out / "data"])
+        to_clear.remove(out / "data")
+    dist.barrier()
+    root = prepare_data(cfg, out, progress)
+    reads: dict[str, tuple[str, ...]] = {"train": ("SGDet",)}
+    if stage != 1 and evaluate:
+        reads["test"] = P.MODES
+    report = check_inputs(
+        root, reads, progress=progress and dist.is_main_process(), dataset_options=cfg.data.dataset_options()
+    )
+    if dist.is_main_process():
+        for line in report.warnings:
+            print(f"uasan.train: warning: {line}", file=sys.stderr)
+        if progress:
+            for line in report.notes:
+                print(f"uasan.train: {line}", file=sys.stderr)
+    if report.feature_shape is None:
+        raise ValueError(f"data.root: {root} has no training segments with proposals")
+    visual_dim = int(report.feature_shape[-1])
+    train_set = SegmentDataset(root, "train", mode="SGDet", **cfg.data.dataset_options())
+    split, vocab = train_set.split, train_set.vocab
+    base = P.model_spec(cfg, visual_dim)
     bridge_file = out / "stage1" / "bridge.pt"
-    if stage in (None, 1) and not (resume and bridge_file.is_file()):
+    reuse_bridge = stage == 2 or (resume and bridge_file.is_file())
+    if stage == 2 and not bridge_file.is_file():
+        raise ValueError(f"--stage 2: no stage-1 bridge at {bridge_file}; run stage 1 first")
+    bridge_state = read_bridge(bridge_file, base) if reuse_bridge else None
+    groundtruth = load_groundtruth(root, "test") if "test" in reads else None  # read once, checked up front
+
+    # everything is checked: from here on the run writes
+    if dist.is_main_process():
+        clear_entries(to_clear)
+        dump_config(cfg, out / "config.yaml")
+    dist.barrier()
+
+    # stage 1, shared by every variant of an ablation: the same seed and model for every variant, so that it does
+    # not depend on which variants run (the full row of an ablation equals a plain run)
+    if bridge_state is None:
+        seed_everything(cfg.train.seed)
+        model = UASAN(base).to(device)
+        seed_everything(cfg.train.seed)  # stage 1's random draws do not depend on the model's relation part
         train_stage1(model, cfg, train_set, out, resume, progress, device)
         if dist.is_main_process():
             P.save_model(model, cfg, split, bridge_file)
         dist.barrier()
-    if stage == 1:
-        return None
-    if not bridge_file.is_file():
-        raise ValueError(f"--stage 2: no stage-1 bridge at {bridge_file}; run stage 1 first")
-    bridge_state = torch.load(bridge_file, map_location="cpu", weights_only=False)["state_dict"]
+        del model
+        if stage == 1:
+            return None
+        bridge_state = read_bridge(bridge_file, base)
 
-    groundtruth = load_groundtruth(root, "test")  # read once: every validation pass and report uses it
     results = {}
     random_baseline = None
     for variant in variants:
         vout = out if len(variants) == 1 else out / f"variant_{variant}"
-        torch.manual_seed(cfg.train.seed)
+        seed_everything(cfg.train.seed)
         model = UASAN(replace(base, variant=variant)).to(device)
-        bridge_only = {k: v for k, v in bridge_state.items() if k.startswith("bridge.") or k == "background"}
-        model.load_state_dict(bridge_only, strict=False)
+        missing = [k for k in model.state_dict() if (k.startswith("bridge.") or k == "background")]
+        missing = [k for k in missing if k not in bridge_state]
+        if missing:
+            raise ValueError(f"--stage 2 / --resume: {bridge_file}: field 'state_dict' lacks {missing[:3]}")
+        P.load_state(model, bridge_state, bridge_file, "the stage-1 bridge", strict=False)
         scorer = P.model_scorer(model, vocab)
 
         def eval_fn(m, scorer=scorer) -> dict[str, float]:
@@ -361,40 +371,22 @@ def run(
         results[variant] = metrics
     if len(variants) > 1 and results and dist.is_main_process():
         write_ablation(out, results)
-    dist.cleanup_distributed()
-    del info
     return results
 
 
-def write_ablation(out: Path, results: dict[str, dict[str, Any]]) -> None:
-    rows = [
-        "| variant | PredCls novel mAP | PredCls novel R@50 | PredCls all mAP | PredCls all R@50 | SGDet novel R@50 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for v, m in results.items():
-        pc, sg = m["PredCls"], m["SGDet"]
-        rows.append(
-            f"| {v} | {_fmt(pc['novel']['mAP'])} | {_fmt(pc['novel']['R@50'])} | {_fmt(pc['all']['mAP'])} | "
-            f"{_fmt(pc['all']['R@50'])} | {_fmt(sg['novel']['R@50'])} |"
-        )
-    base = next(iter(results.values()))["random_baseline"]["PredCls"]
-    rows.append(
-        f"| random | {_fmt(base['novel']['mAP'])} | {_fmt(base['novel']['R@50'])} | {_fmt(base['all']['mAP'])} | "
-        f"{_fmt(base['all']['R@50'])} | – |"
-    )
-    text = (
-        "# Ablation (DESIGN §6 variants)\n\n"
-        "A: pair only; B: + union and motion; C: + SACEncoder; full: + URADecoder.\n\n"
-    )
-    atomic_write_text(out / "ablation.md", text + "\n".join(rows) + "\n")
-    atomic_write_text(
-        out / "ablation.json",
-        json.dumps({v: {k: m[k] for k in ("SGDet", "SGCls", "PredCls")} for v, m in results.items()}, indent=1),
-    )
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues this run: the same arguments, ``--resume`` instead of ``--overwrite``."""
+    args = [a for a in argv if a != "--overwrite"]
+    if "--resume" not in args:
+        args.append("--resume")
+    world = dist.get_world_size() if dist.is_distributed() else int(os.environ.get("WORLD_SIZE", "1"))
+    head = ["torchrun", f"--nproc_per_node={world}"] if world > 1 else ["python"]
+    return shlex.join([*head, "-m", "uasan.train", *args])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_intermixed_args(argv)
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -402,14 +394,22 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"model.variant={args.variant}")
     if args.device:
         overrides.append(f"train.device={args.device}")
+    if args.quiet:
+        from uasan.predict import quiet_libraries
+
+        quiet_libraries()
+    out = Path(args.out)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # run() has left the process group when it returns
     try:
         cfg = load_config(TrainConfig, args.config, overrides)
+        configure_threads(cfg.train.num_threads)
         variants = VARIANTS if args.ablation else (cfg.model.variant,)
         results = run(
             cfg,
-            Path(args.out),
+            out,
             stage=args.stage,
             resume=args.resume,
+            overwrite=args.overwrite,
             progress=not args.quiet,
             variants=variants,
             evaluate=not args.skip_eval,
@@ -417,11 +417,24 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"uasan.train: {exc}", file=sys.stderr)
         return 2
-    if results and dist.is_main_process():
+    except KeyboardInterrupt:
+        if main_process:
+            print(
+                f"\nuasan.train: interrupted; {out} keeps every finished epoch. Continue with: {_resume_command(argv)}",
+                file=sys.stderr,
+            )
+        return 130
+    if not main_process:
+        return 0
+    if args.stage == 1:
+        print(f"bridge: {out / 'stage1' / 'bridge.pt'}")
+    elif not results:
+        print(f"model: {out / 'model.pt'}" if len(variants) == 1 else f"models: {out}/variant_*/model.pt")
+    else:
         for v, m in results.items():
             pc, rb = m["PredCls"]["novel"], m["random_baseline"]["PredCls"]["novel"]
-            print(f"[{v}] PredCls novel: R@50 {_fmt(pc['R@50'])} (random {_fmt(rb['R@50'])}), mAP {_fmt(pc['mAP'])}")
-        print(f"metrics: {Path(args.out) / 'metrics.md'}")
+            print(f"[{v}] PredCls novel: R@50 {pct(pc['R@50'])} (random {pct(rb['R@50'])}), mAP {pct(pc['mAP'])}")
+        print(f"metrics: {out / 'metrics.md'}" if len(variants) == 1 else f"ablation: {out / 'ablation.md'}")
     return 0
 
 

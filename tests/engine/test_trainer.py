@@ -276,3 +276,33 @@ def evaluate_on_device(model: nn.Module) -> dict[str, float]:
     data = ToyData()
     device = next(model.parameters()).device
     return {"mse": nn.functional.mse_loss(model(data.x.to(device)), data.y.to(device)).item()}
+
+
+def test_checkpoint_without_frozen_parameters(tmp_path):
+    """``save_frozen=False``: the checkpoint keeps a fingerprint instead of the frozen weights; resume continues
+    exactly when the model holds the same frozen weights and refuses when it does not."""
+
+    def run(out, epochs, frozen_init=0.5, resume=False):
+        seed_everything(0)
+        model = make_model(dropout=0.0)
+        with torch.no_grad():
+            model[0].weight.fill_(frozen_init)
+        model[0].weight.requires_grad_(False)  # a frozen "pretrained" layer
+        opt = build_optimizer(model, lr=1e-2)
+        loader = build_dataloader(ToyData(), batch_size=8, seed=0)
+        hooks = [CheckpointHook()]
+        t = Trainer(model, opt, loader, loss_fn, max_epochs=epochs, hooks=hooks, out_dir=out, save_frozen=False)
+        if resume:
+            t.resume(out)
+        t.train()
+        return model
+
+    straight = run(tmp_path / "a", epochs=2)
+    run(tmp_path / "b", epochs=1)
+    state = load_checkpoint(tmp_path / "b")
+    assert "0.weight" not in state["model"] and state["frozen"]["names"] == ["0.weight"]
+    resumed = run(tmp_path / "b", epochs=2, resume=True)
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+    with pytest.raises(ValueError, match="frozen parameters differ"):
+        run(tmp_path / "b", epochs=3, frozen_init=0.25, resume=True)

@@ -214,6 +214,9 @@ class SegmentDataset(Dataset):
             union_segment_mean=union_segment_mean,
         )
         self.index: list[tuple[str, int, int]] = self.layout.segments()
+        with_segments = {vid for vid, _, _ in self.index}
+        # annotated videos without proposals: not items (uasan.data.checks warns with counts)
+        self.skipped_videos: list[str] = [vid for vid in self.videos.videos if vid not in with_segments]
         self._cache: OrderedDict[str, Annotation] = OrderedDict()
 
     def __len__(self) -> int:
@@ -246,6 +249,14 @@ class SegmentDataset(Dataset):
         while len(self._cache) > max(self.cache_size, 1):
             self._cache.popitem(last=False)
         return ann
+
+    def proposal_file(self, i: int) -> Path:
+        """The file holding item i's proposals (a per-video file in RePro's VidOR layout)."""
+        return self.layout.proposal_file(*self.index[i])
+
+    def feature_file(self, i: int, union: bool = False) -> Path:
+        """The file holding item i's trajectory (or, with ``union``, union) features; ValueError when there is none."""
+        return (self.layout.union_file if union else self.layout.feature_file)(*self.index[i])
 
     def __getitem__(self, i: int) -> Segment:
         vid, fs, fe = self.index[i]

@@ -177,10 +177,12 @@ class LoopConfig:
     amp_bf16: bool = True  # bf16 autocast; only ever enabled on CUDA
     log_every: int = 50  # optimizer steps between log records
     eval_every_epoch: int = 1  # evaluate every N epochs (0: only at the end of training)
+    num_threads: int = 0  # CPU intra-op threads (torch.set_num_threads); 0 = auto (uasan.train.configure_threads)
 
     def __post_init__(self) -> None:
         _check_min(self, "log_every", 1, "train")
         _check_min(self, "eval_every_epoch", 0, "train")
+        _check_min(self, "num_threads", 0, "train")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise ValueError(f"train.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -27,6 +27,7 @@ run loses at most the epoch in progress.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -69,6 +70,10 @@ class Trainer:
         out_dir: run folder for ``log.jsonl``, ``last.pt`` and ``curves.png`` (None: nothing is written).
         steps_per_epoch: optimizer steps per epoch; default ``len(data_loader)``.
         device: where batches go; default the device of the model's first parameter.
+        save_frozen: keep the frozen parameters (``requires_grad=False``) in checkpoints. With False a checkpoint
+            holds only their names and a fingerprint (BLAKE2b of their bytes), and ``resume`` checks that the model
+            it loads into already holds the same frozen values (e.g. loaded from where they came from before): a
+            frozen pretrained part is often most of a model and never changes during training.
 
     State visible to hooks: ``epoch`` (0-based, current), ``epochs_done``, ``start_epoch``, ``step`` (optimizer steps
     completed: in ``after_step`` it includes the step just taken), ``inner_step`` (index within the epoch),
@@ -91,6 +96,7 @@ class Trainer:
         out_dir: str | os.PathLike[str] | None = None,
         steps_per_epoch: int | None = None,
         device: torch.device | str | None = None,
+        save_frozen: bool = True,
     ) -> None:
         if max_epochs < 0:
             raise ValueError(f"max_epochs: expected >= 0, got {max_epochs}")
@@ -111,6 +117,7 @@ class Trainer:
         self.max_epochs = int(max_epochs)
         self.steps_per_epoch = int(steps_per_epoch)
         self.grad_clip = grad_clip
+        self.save_frozen = save_frozen
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if device is None:
             param = next(model.parameters(), None)
@@ -263,9 +270,17 @@ class Trainer:
         Collective under DDP (the RNG states of all processes are gathered): call it on every process.
         """
         rng = get_rng_state()
+        model = dist_utils.unwrap_model(self.model)
+        model_state = model.state_dict()
+        frozen = None
+        if not self.save_frozen:
+            names = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
+            model_state = {k: v for k, v in model_state.items() if k not in set(names)}
+            frozen = {"names": names, "blake2b": _fingerprint(model, names)}
         return {
             "format": CHECKPOINT_FORMAT,
-            "model": dist_utils.unwrap_model(self.model).state_dict(),
+            "model": model_state,
+            "frozen": frozen,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epochs_done,
@@ -283,7 +298,22 @@ class Trainer:
         """Restore a ``state_dict()``; training then continues with epoch ``state["epoch"]``."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint: format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        dist_utils.unwrap_model(self.model).load_state_dict(state["model"])
+        model = dist_utils.unwrap_model(self.model)
+        frozen = state.get("frozen")
+        if frozen is None:
+            model.load_state_dict(state["model"])
+        else:
+            missing, unexpected = model.load_state_dict(state["model"], strict=False)
+            extra = sorted(set(missing) - set(frozen["names"]))
+            if unexpected or extra:
+                raise ValueError(
+                    f"checkpoint: model keys do not match (missing {extra[:3]}, unexpected {unexpected[:3]})"
+                )
+            if _fingerprint(model, frozen["names"]) != frozen["blake2b"]:
+                raise ValueError(
+                    "checkpoint: the model's frozen parameters differ from the ones this checkpoint was trained with "
+                    "(it keeps only their fingerprint); load the same frozen weights before resuming"
+                )
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             if state.get("scheduler") is None:
@@ -319,6 +349,19 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _fingerprint(model: nn.Module, names: list[str]) -> str:
+    """BLAKE2b of the named parameters' names, dtypes, shapes and bytes (in the given order)."""
+    params = dict(model.named_parameters())
+    h = hashlib.blake2b(digest_size=16)
+    for n in names:
+        if n not in params:
+            return f"<no parameter {n}>"
+        t = params[n].detach().cpu().contiguous()
+        h.update(f"{n}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+    return h.hexdigest()
 
 
 def build_optimizer(

@@ -170,6 +170,10 @@ class BridgeEncoder(nn.Module):
             feats = feats[:, None]
         feats = self.visual_adapter(feats)
         queries = self.query_tokens.expand(feats.shape[0], -1, -1)  # (B, L, H_b)
+        if feats.shape[0] == 0:
+            # transformers' Q-Former cannot reshape an empty batch (its head split infers a dim from 0 elements);
+            # the result is (0, L, d) either way, and the projection keeps the output attached to the graph
+            return self.vision_projection(queries)
         out = self.qformer(
             query_embeds=queries, encoder_hidden_states=feats, encoder_attention_mask=mask
         ).last_hidden_state  # (B, L, H_b)

@@ -57,6 +57,22 @@ class ModelSpec:
                 raise ValueError(f"model.{name}: expected >= 1, got {getattr(self, name)}")
 
 
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -1) -> torch.Tensor:
+    """Mean cross-entropy over the labelled rows; 0 (still attached to the graph) when there are none.
+
+    ``F.cross_entropy``'s mean is 0/0 = NaN on an empty batch or one whose labels are all ignored (a segment without
+    proposals, or a DDP rank whose shard has none); dividing the sum by max(count, 1) gives 0 and zero gradients
+    there, the same value as the plain mean otherwise, without a host sync.
+    """
+    total = F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum")
+    return total / (labels != ignore_index).sum().clamp(min=1)
+
+
+def _mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, 0 on empty inputs (``F.mse_loss`` gives NaN there)."""
+    return F.mse_loss(x, target, reduction="sum") / max(x.numel(), 1)
+
+
 class UASAN(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -151,7 +167,7 @@ class UASAN(nn.Module):
     def stage1_loss(self, traj_feats: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         """Cross-entropy over base classes + background; ``labels`` (N,) in [0, C] (C = background), −1 ignored."""
         logits = self.traj_logits(traj_feats, names)
-        return {"L_traj": F.cross_entropy(logits, labels, ignore_index=-1)}
+        return {"L_traj": _cross_entropy(logits, labels)}
 
     # ---- stage 2: relations --------------------------------------------------------------------------------------
 
@@ -224,14 +240,14 @@ class UASAN(nn.Module):
         feats = self.encode_pairs(traj_feats, union_feats, motion, subj, obj)
         with torch.no_grad():  # the frozen bridge is the teacher
             teacher = self.bridge.encode_visual(traj_feats)
-        losses = {"L_dis": F.mse_loss(feats["traj_tokens"], teacher)}
+        losses = {"L_dis": _mse(feats["traj_tokens"], teacher)}
         if "union_tokens" in feats and union_feats.shape[0]:
             with torch.no_grad():
                 teacher_u = self.bridge.encode_visual(union_feats)
-            losses["L_dis"] = losses["L_dis"] + F.mse_loss(feats["union_tokens"], teacher_u)
+            losses["L_dis"] = losses["L_dis"] + _mse(feats["union_tokens"], teacher_u)
         cls = self.class_embeddings(object_names, frozen=True)
         traj_logits = self.bridge.classify(feats["traj_tokens"], cls)
-        losses["L_traj"] = F.cross_entropy(traj_logits, traj_labels, ignore_index=-1)
+        losses["L_traj"] = _cross_entropy(traj_logits, traj_labels)
         targets = predicate_targets.to(feats["R"].dtype)
         if targets.shape[0]:
             losses["L_union"] = F.binary_cross_entropy_with_logits(

