@@ -264,3 +264,24 @@ def test_flat_folder_errors(vidvrd_roots, tmp_path):
         SegmentDataset(
             dst, "test", **lf.options([*over, f"data.proposals=[{extra}, {dst / 'VidVRD_segment30_tracking_results'}]"])
         )
+
+
+@pytest.mark.parametrize(
+    "dataset, name", [("vidvrd", n) for n in lf.WRITERS] + [("vidor", "uasan"), ("vidor", "repro")]
+)
+def test_input_checks_through_every_layout(tmp_path, dataset, name):
+    """uasan.data.checks walks the same files the dataset reads, whatever the layout: clean trees pass with the
+    features' width; a wrong row count in a feature file (per segment, or RePro VidOR's per-video stack) is named."""
+    from uasan.data.checks import check_inputs
+
+    over = lf.WRITERS[name](tmp_path, lf.make_world(dataset))
+    opts = lf.options(over)
+    subset = "test" if dataset == "vidvrd" else "validation"
+    report = check_inputs(tmp_path, {"train": ["SGDet"], subset: ["SGDet", "PredCls"]}, dataset_options=opts)
+    assert report.feature_shape == (8,) and report.segments[f"{subset}/SGDet"] > 0
+    path = SegmentDataset(tmp_path, subset, **opts).files(0)["features"]
+    if path.suffix != ".npy":
+        return  # pickles are only checked for existence up front (reading them means unpickling)
+    np.save(path, np.zeros((np.load(path).shape[0] + 1, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match=rf"{path.name}: field 'shape\[0\]'"):
+        check_inputs(tmp_path, {subset: ["SGDet"]}, dataset_options=opts)
