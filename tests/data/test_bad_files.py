@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -127,6 +128,33 @@ def test_bad_features(tmp_path):
     (tmp_path / "g.npy").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "g.npy")) + ".*cannot read"):
         read_features(tmp_path / "g.npy")
+
+
+class _Hostile:
+    """A pickle that would create a marker file when loaded with plain pickle.load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_feature_pickles_cannot_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    with open(tmp_path / "h.pkl", "wb") as f:
+        pickle.dump(_Hostile(marker), f)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "h.pkl")) + ".*refused to load posix.system"):
+        read_features(tmp_path / "h.pkl")
+    assert not marker.exists()
+    # what real feature pickles hold still reads: a NumPy array (any dtype), a torch.save file of a tensor
+    arr = np.arange(24, dtype=np.float16).reshape(2, 3, 4)
+    with open(tmp_path / "a.pkl", "wb") as f:
+        pickle.dump(arr, f)
+    np.testing.assert_array_equal(read_features(tmp_path / "a.pkl"), arr)
+    torch = pytest.importorskip("torch")
+    torch.save(torch.ones(3, 5), tmp_path / "t.pkl")
+    np.testing.assert_array_equal(read_features(tmp_path / "t.pkl"), np.ones((3, 5), np.float32))
 
 
 @pytest.fixture

@@ -184,7 +184,11 @@ def test_read_features_empty_and_tensor(tmp_path):
 
     np.save(tmp_path / "e.npy", np.zeros(0, dtype=np.float32))
     assert read_features(tmp_path / "e.npy").shape == (0, 0)
-    with open(tmp_path / "t.pkl", "wb") as f:
-        pickle.dump(torch.ones(2, 3, dtype=torch.float16), f)
+    torch.save(torch.ones(2, 3, dtype=torch.float16), tmp_path / "t.pkl")  # torch.save's zip format
     arr = read_features(tmp_path / "t.pkl")
     assert arr.shape == (2, 3) and arr.dtype == np.float32
+    # a tensor pickled with plain pickle rebuilds through torch.load(weights_only=False): refused, the file named
+    with open(tmp_path / "p.pkl", "wb") as f:
+        pickle.dump(torch.ones(2, 3, dtype=torch.float16), f)
+    with pytest.raises(ValueError, match=r"p\.pkl.*refused to load torch"):
+        read_features(tmp_path / "p.pkl")

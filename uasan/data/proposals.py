@@ -12,9 +12,10 @@ What is accepted: ``bboxes`` must be a non-empty list of 4 finite numbers per fr
 RePro's trackers write contiguous trajectories, so a ``null`` (missing) frame is rejected rather than guessed, as
 is a trajectory that runs past the segment's end when the segment length is known.
 
-Features are ``.npy`` (or ``.pkl`` holding an array; only open pickles you trust) of shape ``(n, D)`` or
-``(n, S, D)`` with one row per entry of the proposal file, in file order (before any filtering); union features
-have one row per ordered pair ``(s, o)``, ``s != o``, row-major: row ``s * (n - 1) + o - (o > s)``.
+Features are ``.npy`` (or ``.pkl`` holding a NumPy array — unpickled with only NumPy's array globals allowed —
+or a ``torch.save`` file of a tensor) of shape ``(n, D)`` or ``(n, S, D)`` with one row per entry of the proposal
+file, in file order (before any filtering); union features have one row per ordered pair ``(s, o)``, ``s != o``,
+row-major: row ``s * (n - 1) + o - (o > s)``.
 """
 
 from __future__ import annotations
@@ -226,6 +227,43 @@ def _locate_proposal_error(data: list, path: Path, field: str) -> None:
                 raise bad_file(path, f"{field}[{i}].bboxes[{t}]", f"expected [x1, y1, x2, y2] numbers, got {b!r:.80}")
 
 
+# What a pickled NumPy array needs to rebuild itself; any other global in a feature pickle is refused, so that a
+# hostile file cannot run code (pickle.load would call whatever the file names).
+_ARRAY_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ARRAY_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a feature pickle may only hold an array")
+        return super().find_class(module, name)
+
+
+def _load_array_pickle(path: Path) -> Any:
+    """A ``.pkl`` feature file: a pickled NumPy array (restricted unpickling), or a ``torch.save`` file of a tensor
+    (``weights_only=True``)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):  # torch.save's format
+        import torch
+
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad or hostile file
+            raise ValueError(f"{path}: cannot read the feature file ({type(exc).__name__}: {exc})") from None
+    with open(path, "rb") as f:
+        return _ArrayUnpickler(f).load()
+
+
 def read_features(path: PathLike) -> np.ndarray:
     """Reads a feature array: ``.npy``, or ``.pkl`` holding a NumPy array / torch tensor, shape (n, D) or (n, S, D).
 
@@ -238,8 +276,7 @@ def read_features(path: PathLike) -> np.ndarray:
         if suffix == ".npy":
             arr: Any = np.load(path, allow_pickle=False)
         elif suffix == ".pkl":
-            with open(path, "rb") as f:
-                arr = pickle.load(f)
+            arr = _load_array_pickle(path)
         else:
             raise ValueError(f"{path}: expected a .npy or .pkl feature file")
     except FileNotFoundError:
