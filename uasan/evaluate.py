@@ -2,13 +2,18 @@
 tagging P@1 / P@5 / P@10), optionally on an open-vocabulary split.
 
     python -m uasan.evaluate --groundtruth GT.json|DATA_ROOT --predictions PRED.json [--split novel|all|base]
-        [--dataset vidvrd|vidor | --split-file SPLIT.json] [--out metrics.json]
+        [--dataset vidvrd|vidor | --split-file SPLIT.json] [--mode SGDet|SGCls|PredCls] [--subset NAME]
+        [--check-boxes used|all] [--out metrics.json]
 
 ``--groundtruth`` is a JSON file mapping video id → ground-truth relation instances, or a data set root, whose
 test-split ground truth ``uasan.data.load_groundtruth`` builds. ``PRED.json`` is the official prediction format
 ``{"version": ..., "results": {video: [{triplet, score, duration, sub_traj, obj_traj}]}}``. ``--split`` filters
 the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``; default ``all``: no
 filtering). A malformed input file gets a one-line message naming the file and the field or video, exit status 2.
+
+The files are read by ``uasan.evaluation.evaluate_files``' C++ reader straight into columns (no Python object per
+box): the whole structure of both files is checked, the box values where the matching compares them
+(``--check-boxes all``: every box of the evaluated videos). ``--mode`` labels the table and the ``--out`` record.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from uasan.engine._atomic import atomic_write_text
-from uasan.evaluation.protocol import SPLITS, filter_groundtruth, split_categories
+from uasan.evaluation.files import read_groundtruth, read_predictions
+from uasan.evaluation.protocol import MODES, SPLITS, filter_groundtruth, split_categories
 from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
 
 
@@ -138,28 +146,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", help="category split JSON instead of the bundled one")
     p.add_argument("--viou-threshold", type=float, default=0.5)
     p.add_argument("--out", help="write the metrics to this JSON file (atomically)")
+    p.add_argument("--mode", choices=MODES, help="the setting the predictions were made in (a label of the table)")
+    p.add_argument("--subset", help="annotation subset of a data set root (default: VidVRD test, VidOR validation)")
+    p.add_argument("--check-boxes", choices=("used", "all"), default="used",
+                   help="check the box values the matching compares (default) or every box")  # fmt: skip
     return p
+
+
+def _read_files(args: argparse.Namespace) -> tuple:
+    """(ground truth, predictions) as columns; bad files become InputError naming the file."""
+    try:
+        gt = read_groundtruth(args.groundtruth, args.subset, lazy=True)
+    except ValueError as exc:
+        if os.path.isdir(args.groundtruth) and not str(exc).startswith(str(args.groundtruth)):
+            raise InputError(f"{args.groundtruth}: cannot build the ground truth ({exc})") from None
+        raise InputError(str(exc)) from None
+    try:
+        pred = read_predictions(args.predictions, lazy=True)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    known = set(gt.videos)
+    unknown = [vid for vid in pred.videos if vid not in known]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise InputError(f"{args.predictions}: field 'results' names video {unknown[0]!r}{more}, not in the ground "
+                         "truth")  # fmt: skip
+    return gt, pred
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        gt = load_groundtruth(args.groundtruth)
-        results = load_predictions(args.predictions, gt)
+        gt, results = _read_files(args)
         objects = predicates = None
         if args.split != "all":
             objects, predicates = split_categories(_split_file(args), args.split)
         gt = filter_groundtruth(gt, objects, predicates)
-        metrics = evaluate_relations(gt, results, viou_threshold=args.viou_threshold)
-        n_videos = sum(1 for rels in gt.values() if rels)
-        n_rels = sum(len(rels) for rels in gt.values())
-        print(f"Relation detection and tagging, split {args.split}: {n_videos} videos, {n_rels} ground-truth relations")
+        metrics = evaluate_relations(gt, results, viou_threshold=args.viou_threshold, check_boxes=args.check_boxes)
+        n_videos = int((np.diff(gt.video_offsets) > 0).sum())
+        mode = f"{args.mode}, " if args.mode else ""
+        print(f"Relation detection and tagging, {mode}split {args.split}: {n_videos} videos, {len(gt)} ground-truth "
+              "relations")  # fmt: skip
         print(format_table(args.split, metrics))
         if args.out:
             out = {
                 "groundtruth": args.groundtruth,
                 "predictions": args.predictions,
                 "split": args.split,
+                "mode": args.mode,
                 "viou_threshold": args.viou_threshold,
                 "metrics": metrics,
             }
