@@ -330,7 +330,7 @@ void parse_trajectory(const char* data, int64_t size, int64_t pos, int64_t lengt
     double* d = out + 4 * j;
     for (int c = 0; c < 4; ++c) {
       if (c) cur.expect(',', "','");
-      d[c] = cur.number().to_double();
+      d[c] = cur.fast_double();
     }
     cur.expect(']', "']'");
     if (!(std::isfinite(d[0]) && std::isfinite(d[1]) && std::isfinite(d[2]) && std::isfinite(d[3]))) {

@@ -148,9 +148,12 @@ class Cursor {
     ws();
     const char* b = p_;
     Number n{b, b, true, 0};
-    if (literal("NaN")) return n.nonfinite = 1, n.end = p_, n;
-    if (literal("Infinity")) return n.nonfinite = 2, n.end = p_, n;
-    if (literal("-Infinity")) return n.nonfinite = 3, n.end = p_, n;
+    if (p_ < end_ && (*p_ == 'N' || *p_ == 'I' || (*p_ == '-' && p_ + 1 < end_ && p_[1] == 'I'))) {
+      if (literal("NaN")) return n.nonfinite = 1, n.end = p_, n;
+      if (literal("Infinity")) return n.nonfinite = 2, n.end = p_, n;
+      if (literal("-Infinity")) return n.nonfinite = 3, n.end = p_, n;
+      fail("expecting value");
+    }
     if (p_ < end_ && *p_ == '-') ++p_;
     if (p_ < end_ && *p_ == '0') {
       ++p_;
@@ -175,6 +178,34 @@ class Cursor {
     }
     n.end = p_;
     return n;
+  }
+  // number().to_double() with a fast path: a plain decimal of at most 15 significant digits and 22 fraction digits
+  // is mantissa / 10^k, both exact in float64, so the one IEEE division is correctly rounded (Clinger's fast path;
+  // the value from_chars and Python's float() give). Anything else goes through number().
+  double fast_double() {
+    ws();
+    const char* q = p_;
+    const bool neg = q < end_ && *q == '-';
+    q += neg;
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    const char* d0 = q;
+    while (q < end_ && is_digit(*q)) m = m * 10 + (*q++ - '0');
+    digits = static_cast<int>(q - d0);
+    const bool lead_zero = digits > 1 && *d0 == '0';
+    if (q < end_ && *q == '.') {
+      const char* f0 = ++q;
+      while (q < end_ && is_digit(*q)) m = m * 10 + (*q++ - '0');
+      frac = static_cast<int>(q - f0);
+    }
+    const bool simple = digits > 0 && !lead_zero && (frac > 0 || q[-1] != '.') && digits + frac <= 15 &&
+                        !(q < end_ && (*q == 'e' || *q == 'E'));
+    if (!simple) return number().to_double();
+    static const double pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    p_ = q;
+    const double v = static_cast<double>(m) / pow10[frac];
+    return neg ? -v : v;
   }
   bool at_number() {
     const char c = peek();

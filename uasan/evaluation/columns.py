@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,9 @@ class RelationColumns(ColumnarRelations):
     score: np.ndarray | None
     box_offsets: np.ndarray
     boxes: np.ndarray
+    check_boxes: InitVar[bool] = True  # False: the boxes were checked where they were read (the C++ readers)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, check_boxes: bool) -> None:
         set_ = object.__setattr__
         set_(self, "videos", tuple(self.videos))
         set_(self, "triplets", tuple(tuple(t) for t in self.triplets))
@@ -141,6 +142,8 @@ class RelationColumns(ColumnarRelations):
             if bad.size:
                 self._fail(bad[0], "score", f"expected a finite number, got {score[bad[0]]!r}")
             set_(self, "score", score)
+        if not check_boxes:
+            return
         ok = np.isfinite(boxes).all(1) & (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
         if not ok.all():
             row = int(np.argmin(ok))
@@ -248,6 +251,7 @@ class RelationColumns(ColumnarRelations):
             score=np.concatenate([p.score for p in parts]) if with_score else None,
             box_offsets=np.concatenate(box_off),
             boxes=np.concatenate([p.boxes for p in parts]) if parts else np.zeros((0, 4)),
+            check_boxes=False,  # each part was checked when it was made
         )
 
     def select(self, keep: np.ndarray) -> RelationColumns:
@@ -269,6 +273,7 @@ class RelationColumns(ColumnarRelations):
             score=None if self.score is None else self.score[rows],
             box_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             boxes=self.boxes[box_rows],
+            check_boxes=False,
         )
 
     def write_json(self, path: str | os.PathLike, version: str = "VERSION 1.0") -> Path:

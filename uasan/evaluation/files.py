@@ -6,7 +6,7 @@ read straight into columns by the C++ reader (``csrc/eval_json.cpp``), without a
   four finite numbers. ``lazy=True`` keeps the file's bytes (memory-mapped) and parses a trajectory's numbers only
   when the evaluation compares it; the order ``x2 >= x1, y2 >= y1`` of a box is checked when it is parsed
   (``check_boxes="all"`` parses every trajectory).
-* A data set root is read through its annotation files (``uasan.data.annotation_paths``): one C++ call per file
+* A data set root is read through its annotation files (the layouts of ``uasan.data``): one C++ call per file
   builds the ground-truth relation instances as VidVRD-helper's ``get_relation_insts``, with the checks of
   ``uasan.data.read_annotation`` (which is called for the message when a file is refused).
 * :func:`evaluate_files` runs :func:`~uasan.evaluation.evaluate_relations` on them; the metrics equal the official
@@ -111,7 +111,7 @@ class RelationFile(ColumnarRelations):
             field = ("sub_traj", "obj_traj")[exc.args[3]]
             raise ValueError(f"{self.path}: {self._prefix}[{vid!r}][{i}] field {field!r}: {exc.args[4]}") from None
         return RelationColumns(self.videos, self.video_offsets, self.triplets, self.triplet, self.duration,
-                               self.score, box_offsets, boxes)  # fmt: skip
+                               self.score, box_offsets, boxes, check_boxes=False)  # fmt: skip
 
 
 def _read_relation_file(path: PathLike, predictions: bool, lazy: bool) -> RelationFile | RelationColumns:
@@ -166,20 +166,41 @@ def _annotation(C: Any, vid: str, path: Path) -> RelationColumns:
         return RelationColumns.from_dicts({vid: read_annotation(path).relation_instances()}, scores=False)
     return RelationColumns(
         (vid,), np.array([0, len(triplet)]), tuple(triplets), triplet, np.stack([begin, begin + length], axis=1),
-        None, box_offsets, boxes,
+        None, box_offsets, boxes, check_boxes=False,
     )  # fmt: skip
+
+
+def _evaluation_files(root: Path, subset: str | None) -> dict[str, Path] | None:
+    """``{vid: path}`` of the published evaluation subset (VidVRD ``test/*.json``, VidOR
+    ``annotation/validation/*/*.json``), found without importing :mod:`uasan.data` (whose package import loads
+    torch: seconds, and hundreds of MB); None for any other subset or layout, which the data package resolves."""
+    vidor = root / "annotation"
+    if (vidor / "training").is_dir() or (vidor / "validation").is_dir():
+        folder, pattern, names = vidor / "validation", "*/*.json", (None, "validation", "test")
+    elif (root / "train").is_dir() or (root / "test").is_dir():
+        folder, pattern, names = root / "test", "*.json", (None, "test")
+    else:
+        return None
+    if subset not in names:
+        return None
+    files = sorted(folder.glob(pattern))
+    out = {p.stem: p for p in files}
+    return dict(sorted(out.items())) if files and len(out) == len(files) else None
 
 
 def read_annotations(
     root: PathLike, subset: str | None = None, *, workers: int | None = None, **layout: Any
 ) -> RelationColumns:
-    """Ground-truth relation instances of a data set root's subset (``uasan.data.annotation_paths`` finds the
-    files; ``layout``: its ``val_fraction`` / ``val_seed``), as VidVRD-helper's ``get_relation_insts`` builds them.
-    Files are parsed on ``workers`` threads (default: up to 4; the C++ reader releases the GIL)."""
-    from uasan.data.annotations import annotation_paths
-
+    """Ground-truth relation instances of a data set root's subset, as VidVRD-helper's ``get_relation_insts``
+    builds them, in the order of ``uasan.data.annotation_paths`` (which finds the files of the other subsets;
+    ``layout``: its ``val_fraction`` / ``val_seed``). Files are parsed on ``workers`` threads (default: up to 4;
+    the C++ reader releases the GIL)."""
     C = _require_ext()
-    paths = annotation_paths(root, subset, **layout)
+    paths = None if layout else _evaluation_files(Path(root), subset)
+    if paths is None:
+        from uasan.data.annotations import annotation_paths
+
+        paths = annotation_paths(root, subset, **layout)
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda item: _annotation(C, *item), paths.items()))
