@@ -21,7 +21,9 @@ using json::Number;
 // The raw JSON text of the value that ran from `start` to the cursor, for messages (at most ~60 bytes).
 std::string snippet(const Cursor& cur, int64_t start) {
   const int64_t end = cur.offset();
-  std::string s(cur.data() + start, cur.data() + std::min(end, start + 60));
+  const char* d = cur.data();
+  while (start < end && (d[start] == ' ' || d[start] == '\n' || d[start] == '\r' || d[start] == '\t')) ++start;
+  std::string s(d + start, d + std::min(end, start + 60));
   if (end - start > 60) s += "...";
   return s;
 }

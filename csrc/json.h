@@ -48,6 +48,7 @@ struct Number {
     }
     double v = 0.0;
     const auto r = std::from_chars(begin, end, v);  // correctly rounded, as Python's float()
+    if (integer && v == 0.0) return 0.0;  // json.load reads -0 as the int 0
     if (r.ec == std::errc::result_out_of_range) {
       // from_chars leaves v unset; Python gives +-inf for huge values and +-0.0 for tiny ones
       bool tiny = false;
@@ -205,7 +206,7 @@ class Cursor {
                                      1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     p_ = q;
     const double v = static_cast<double>(m) / pow10[frac];
-    return neg ? -v : v;
+    return neg && frac ? -v : (neg && m ? -v : v);  // the integer -0 is Python's int 0, so +0.0
   }
   bool at_number() {
     const char c = peek();
