@@ -19,16 +19,27 @@ using json::Number;
   throw std::invalid_argument("field '" + field + "': " + problem);
 }
 
-int64_t read_int(Cursor& cur, const std::string& field) {
-  if (!cur.at_number()) bad(field, std::string("expected int, got ") + cur.kind());
+// A field's name, spelled out only for a message (the box loop must not build strings): base[i][j] + suffix.
+struct Where {
+  const char* base;
+  int64_t i, j;  // j < 0: one index
+  std::string operator()(const char* suffix = "") const {
+    if (i < 0) return suffix;  // a top-level field
+    return std::string(base) + "[" + std::to_string(i) + "]" + (j >= 0 ? "[" + std::to_string(j) + "]" : "") +
+           suffix;
+  }
+};
+
+int64_t read_int(Cursor& cur, const Where& w, const char* suffix) {
+  if (!cur.at_number()) bad(w(suffix), std::string("expected int, got ") + cur.kind());
   const Number n = cur.number();
   int64_t v;
-  if (!n.integer || !n.to_int64(v)) bad(field, "expected int, got " + std::string(n.text()));
+  if (!n.integer || !n.to_int64(v)) bad(w(suffix), "expected int, got " + std::string(n.text()));
   return v;
 }
 
-void read_str(Cursor& cur, const std::string& field, std::string& out) {
-  if (cur.peek() != '"') bad(field, std::string("expected str, got ") + cur.kind());
+void read_str(Cursor& cur, const Where& w, const char* suffix, std::string& out) {
+  if (cur.peek() != '"') bad(w(suffix), std::string("expected str, got ") + cur.kind());
   cur.string(&out);
 }
 
@@ -64,10 +75,11 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
   for (bool first = true; cur.next_key(key, first);) {
     if (key == "video_id") {
       has[0] = true;
-      read_str(cur, "video_id", out.video_id);
+      if (cur.peek() != '"') bad("video_id", std::string("expected str, got ") + cur.kind());
+      cur.string(&out.video_id);
     } else if (key == "frame_count") {
       has[1] = true;
-      frame_count = read_int(cur, "frame_count");
+      frame_count = read_int(cur, Where{"", -1, -1}, "frame_count");
     } else if (key == "subject/objects") {
       has[2] = true;
       tids.clear();
@@ -75,25 +87,25 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
       if (cur.peek() != '[') bad(key, std::string("expected list, got ") + cur.kind());
       cur.expect('[', "'['");
       for (bool f1 = true; cur.next_item(f1);) {
-        const std::string at = "subject/objects[" + std::to_string(tids.size()) + "]";
-        if (cur.peek() != '{') bad(at, "expected an object");
+        const Where at{"subject/objects", static_cast<int64_t>(tids.size()), -1};
+        if (cur.peek() != '{') bad(at(), "expected an object");
         bool has_tid = false, has_cat = false;
         int64_t tid = 0;
         std::string cat;
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
           if (sub_key == "tid") {
-            tid = read_int(cur, at + ".tid");
+            tid = read_int(cur, at, ".tid");
             has_tid = true;
           } else if (sub_key == "category") {
-            read_str(cur, at + ".category", cat);
+            read_str(cur, at, ".category", cat);
             has_cat = true;
           } else {
             cur.skip();
           }
         }
-        if (!has_tid) bad(at + ".tid", "missing");
-        if (!has_cat) bad(at + ".category", "missing");
+        if (!has_tid) bad(at(".tid"), "missing");
+        if (!has_cat) bad(at(".category"), "missing");
         tids.push_back(tid);
         cats.push_back(cat);
       }
@@ -108,18 +120,18 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         cur.expect('[', "'['");
         int64_t j = 0;
         for (bool f2 = true; cur.next_item(f2); ++j) {
-          const std::string at = "trajectories[" + std::to_string(frames) + "][" + std::to_string(j) + "]";
-          if (cur.peek() != '{') bad(at, "expected an object");
+          const Where at{"trajectories", frames, j};
+          if (cur.peek() != '{') bad(at(), "expected an object");
           Box box{frames, j, 0, {0, 0, 0, 0}};
           bool has_tid = false, has_bbox = false;
           cur.expect('{', "'{'");
           for (bool f3 = true; cur.next_key(sub_key, f3);) {
             if (sub_key == "tid") {
-              box.tid = read_int(cur, at + ".tid");
+              box.tid = read_int(cur, at, ".tid");
               has_tid = true;
             } else if (sub_key == "bbox") {
               has_bbox = true;
-              if (cur.peek() != '{') bad(at + ".bbox", "expected dict");
+              if (cur.peek() != '{') bad(at(".bbox"), "expected dict");
               bool c_has[4] = {false, false, false, false};
               cur.expect('{', "'{'");
               for (bool f4 = true; cur.next_key(field, f4);) {
@@ -129,27 +141,27 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
                   cur.skip();
                   continue;
                 }
-                if (!cur.at_number()) bad(at + ".bbox." + field, "expected int/float");
-                box.b[c] = cur.number().to_double();
+                if (!cur.at_number()) bad(at(".bbox.") + field, "expected int/float");
+                box.b[c] = cur.fast_double();
                 c_has[c] = true;
               }
               for (int c = 0; c < 4; ++c) {
-                if (!c_has[c]) bad(at + ".bbox", "missing a coordinate");
+                if (!c_has[c]) bad(at(".bbox"), "missing a coordinate");
               }
             } else if (sub_key == "generated") {
               const char k = cur.peek();
-              if (!(cur.at_number() || k == 't' || k == 'f')) bad(at + ".generated", "expected 0/1");
+              if (!(cur.at_number() || k == 't' || k == 'f')) bad(at(".generated"), "expected 0/1");
               cur.skip();
             } else {
               cur.skip();
             }
           }
-          if (!has_tid) bad(at + ".tid", "missing");
-          if (!has_bbox) bad(at + ".bbox", "missing");
+          if (!has_tid) bad(at(".tid"), "missing");
+          if (!has_bbox) bad(at(".bbox"), "missing");
           if (!(std::isfinite(box.b[0]) && std::isfinite(box.b[1]) && std::isfinite(box.b[2]) &&
                 std::isfinite(box.b[3])) ||
               box.b[2] < box.b[0] || box.b[3] < box.b[1]) {
-            bad(at + ".bbox", "expected xmin <= xmax and ymin <= ymax");
+            bad(at(".bbox"), "expected xmin <= xmax and ymin <= ymax");
           }
           boxes.push_back(box);
         }
@@ -160,22 +172,22 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
       if (cur.peek() != '[') bad(key, std::string("expected list, got ") + cur.kind());
       cur.expect('[', "'['");
       for (bool f1 = true; cur.next_item(f1);) {
-        const std::string at = "relation_instances[" + std::to_string(rels.size()) + "]";
-        if (cur.peek() != '{') bad(at, "expected an object");
+        const Where at{"relation_instances", static_cast<int64_t>(rels.size()), -1};
+        if (cur.peek() != '{') bad(at(), "expected an object");
         Rel r{0, 0, 0, 0, ""};
         bool h[5] = {false, false, false, false, false};
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
-          if (sub_key == "subject_tid") r.sub = read_int(cur, at + ".subject_tid"), h[0] = true;
-          else if (sub_key == "object_tid") r.obj = read_int(cur, at + ".object_tid"), h[1] = true;
-          else if (sub_key == "predicate") read_str(cur, at + ".predicate", r.predicate), h[2] = true;
-          else if (sub_key == "begin_fid") r.begin = read_int(cur, at + ".begin_fid"), h[3] = true;
-          else if (sub_key == "end_fid") r.end = read_int(cur, at + ".end_fid"), h[4] = true;
+          if (sub_key == "subject_tid") r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
+          else if (sub_key == "object_tid") r.obj = read_int(cur, at, ".object_tid"), h[1] = true;
+          else if (sub_key == "predicate") read_str(cur, at, ".predicate", r.predicate), h[2] = true;
+          else if (sub_key == "begin_fid") r.begin = read_int(cur, at, ".begin_fid"), h[3] = true;
+          else if (sub_key == "end_fid") r.end = read_int(cur, at, ".end_fid"), h[4] = true;
           else cur.skip();
         }
         static const char* names[5] = {"subject_tid", "object_tid", "predicate", "begin_fid", "end_fid"};
         for (int k = 0; k < 5; ++k) {
-          if (!h[k]) bad(at + "." + names[k], "missing");
+          if (!h[k]) bad(at((std::string(".") + names[k]).c_str()), "missing");
         }
         rels.push_back(std::move(r));
       }
@@ -219,22 +231,22 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
   std::unordered_map<std::string, int64_t> triplet_ids;
   for (size_t i = 0; i < rels.size(); ++i) {
     const Rel& r = rels[i];
-    const std::string at = "relation_instances[" + std::to_string(i) + "]";
-    if (!(0 <= r.begin && r.begin < r.end && r.end <= frames)) bad(at + ".begin_fid", "expected 0 <= begin < end <= F");
+    const Where at{"relation_instances", static_cast<int64_t>(i), -1};
+    if (!(0 <= r.begin && r.begin < r.end && r.end <= frames)) bad(at(".begin_fid"), "expected 0 <= begin < end <= F");
     const int64_t len = r.end - r.begin;
     int64_t rows[2];
     for (int w = 0; w < 2; ++w) {
       const int64_t tid = w ? r.obj : r.sub;
       const char* name = w ? ".object_tid" : ".subject_tid";
       const auto it = row_of.find(tid);
-      if (it == row_of.end()) bad(at + name, "tid is not listed in subject/objects");
+      if (it == row_of.end()) bad(at(name), "tid is not listed in subject/objects");
       rows[w] = it->second;
       const auto lo = std::lower_bound(order.begin(), order.end(), std::make_tuple(rows[w], r.begin, int64_t(-1)));
       const int64_t start = lo - order.begin();
       const bool complete = start + len <= static_cast<int64_t>(order.size()) &&
                             std::get<0>(order[start + len - 1]) == rows[w] &&
                             std::get<1>(order[start]) == r.begin && std::get<1>(order[start + len - 1]) == r.end - 1;
-      if (!complete) bad(at + name, "the tid has no box on some frame of the duration");
+      if (!complete) bad(at(name), "the tid has no box on some frame of the duration");
       for (int64_t f = 0; f < len; ++f) {
         const double* b = boxes[std::get<2>(order[start + f])].b;
         out.boxes.insert(out.boxes.end(), b, b + 4);
