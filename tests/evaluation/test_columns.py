@@ -76,6 +76,23 @@ def test_concat_select_filter():
     assert isinstance(filter_groundtruth(gcols, objects, None), RelationColumns)
 
 
+def test_from_trajectories_is_the_association_layout():
+    rng = np.random.default_rng(1)
+    lengths = np.array([3, 1, 2])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    sub, obj = rng.random((6, 4)), rng.random((6, 4)) + 1
+    sub[:, 2:] += 1
+    obj[:, 2:] += 1
+    dur = np.array([[0, 3], [5, 6], [1, 3]])
+    cols = RelationColumns.from_trajectories("v", [("a", "p", "b"), ("c", "q", "d")], [1, 0, 1], dur,
+                                             [0.5, 0.7, 0.1], offsets, sub, obj)  # fmt: skip
+    rels = cols.to_dicts()["v"]
+    for k, r in enumerate(rels):
+        np.testing.assert_array_equal(r["sub_traj"], sub[offsets[k] : offsets[k + 1]])
+        np.testing.assert_array_equal(r["obj_traj"], obj[offsets[k] : offsets[k + 1]])
+    assert [r["triplet"] for r in rels] == [["c", "q", "d"], ["a", "p", "b"], ["c", "q", "d"]]
+
+
 def _cols(**edit):
     base = dict(
         videos=("a", "b"), video_offsets=[0, 1, 2], triplets=[("s", "p", "o")], triplet=[0, 0],

@@ -205,6 +205,30 @@ class RelationColumns(ColumnarRelations):
             boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
         )
 
+    @classmethod
+    def from_trajectories(
+        cls,
+        video: Any,
+        triplets: Sequence[tuple],
+        triplet: np.ndarray,
+        duration: np.ndarray,
+        score: np.ndarray,
+        offsets: np.ndarray,
+        sub_boxes: np.ndarray,
+        obj_boxes: np.ndarray,
+    ) -> RelationColumns:
+        """One video's predictions from separate subject / object box arrays, the layout of the C++ association's
+        output: relation k (of n) has ``triplets[triplet[k]]``, ``duration[k]`` (n, 2), ``score[k]``, and boxes
+        ``sub_boxes[offsets[k]:offsets[k+1]]`` / ``obj_boxes[...]`` ((M, 4) each, ``offsets`` (n+1,))."""
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lengths = np.diff(offsets)  # (n,)
+        start = 2 * offsets[:-1]  # first row of relation k in the interleaved layout
+        rows = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])  # (M,) row of each subject box
+        boxes = np.empty((2 * int(offsets[-1]), 4), dtype=np.float64)
+        boxes[rows] = sub_boxes
+        boxes[rows + np.repeat(lengths, lengths)] = obj_boxes
+        return cls((video,), np.array([0, len(lengths)]), triplets, triplet, duration, score, 2 * offsets, boxes)
+
     def to_dicts(self) -> dict[Any, list[dict[str, Any]]]:
         """The official dicts (lists of Python floats; ``score`` only for predictions)."""
         out: dict[Any, list[dict[str, Any]]] = {}
