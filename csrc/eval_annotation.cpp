@@ -12,6 +12,7 @@ namespace uasan {
 
 namespace {
 
+using namespace std::literals;
 using json::Cursor;
 using json::Number;
 
@@ -64,7 +65,7 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
   std::vector<std::string> cats;
   std::vector<Box> boxes;
   std::vector<Rel> rels;
-  std::string key, sub_key, field;
+  std::string_view key, sub_key, field;
 
   if (cur.peek() != '{') {
     cur.skip();
@@ -73,18 +74,18 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
   }
   cur.expect('{', "'{'");
   for (bool first = true; cur.next_key(key, first);) {
-    if (key == "video_id") {
+    if (key == "video_id"sv) {
       has[0] = true;
       if (cur.peek() != '"') bad("video_id", std::string("expected str, got ") + cur.kind());
       cur.string(&out.video_id);
-    } else if (key == "frame_count") {
+    } else if (key == "frame_count"sv) {
       has[1] = true;
       frame_count = read_int(cur, Where{"", -1, -1}, "frame_count");
-    } else if (key == "subject/objects") {
+    } else if (key == "subject/objects"sv) {
       has[2] = true;
       tids.clear();
       cats.clear();
-      if (cur.peek() != '[') bad(key, std::string("expected list, got ") + cur.kind());
+      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
       cur.expect('[', "'['");
       for (bool f1 = true; cur.next_item(f1);) {
         const Where at{"subject/objects", static_cast<int64_t>(tids.size()), -1};
@@ -94,10 +95,10 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         std::string cat;
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
-          if (sub_key == "tid") {
+          if (sub_key == "tid"sv) {
             tid = read_int(cur, at, ".tid");
             has_tid = true;
-          } else if (sub_key == "category") {
+          } else if (sub_key == "category"sv) {
             read_str(cur, at, ".category", cat);
             has_cat = true;
           } else {
@@ -109,11 +110,11 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         tids.push_back(tid);
         cats.push_back(cat);
       }
-    } else if (key == "trajectories") {
+    } else if (key == "trajectories"sv) {
       has[3] = true;
       boxes.clear();
       frames = 0;
-      if (cur.peek() != '[') bad(key, std::string("expected list, got ") + cur.kind());
+      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
       cur.expect('[', "'['");
       for (bool f1 = true; cur.next_item(f1); ++frames) {
         if (cur.peek() != '[') bad("trajectories[" + std::to_string(frames) + "]", "expected a list of boxes");
@@ -126,29 +127,28 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
           bool has_tid = false, has_bbox = false;
           cur.expect('{', "'{'");
           for (bool f3 = true; cur.next_key(sub_key, f3);) {
-            if (sub_key == "tid") {
+            if (sub_key == "tid"sv) {
               box.tid = read_int(cur, at, ".tid");
               has_tid = true;
-            } else if (sub_key == "bbox") {
+            } else if (sub_key == "bbox"sv) {
               has_bbox = true;
               if (cur.peek() != '{') bad(at(".bbox"), "expected dict");
               bool c_has[4] = {false, false, false, false};
               cur.expect('{', "'{'");
               for (bool f4 = true; cur.next_key(field, f4);) {
-                static const char* names[4] = {"xmin", "ymin", "xmax", "ymax"};
-                const int c = static_cast<int>(std::find(names, names + 4, field) - names);
+                const int c = field == "xmin"sv ? 0 : field == "ymin"sv ? 1 : field == "xmax"sv ? 2 : field == "ymax"sv ? 3 : 4;
                 if (c == 4) {
                   cur.skip();
                   continue;
                 }
-                if (!cur.at_number()) bad(at(".bbox.") + field, "expected int/float");
+                if (!cur.at_number()) bad(at(".bbox.") + std::string(field), "expected int/float");
                 box.b[c] = cur.fast_double();
                 c_has[c] = true;
               }
               for (int c = 0; c < 4; ++c) {
                 if (!c_has[c]) bad(at(".bbox"), "missing a coordinate");
               }
-            } else if (sub_key == "generated") {
+            } else if (sub_key == "generated"sv) {
               const char k = cur.peek();
               if (!(cur.at_number() || k == 't' || k == 'f')) bad(at(".generated"), "expected 0/1");
               cur.skip();
@@ -166,10 +166,10 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
           boxes.push_back(box);
         }
       }
-    } else if (key == "relation_instances") {
+    } else if (key == "relation_instances"sv) {
       has[4] = true;
       rels.clear();
-      if (cur.peek() != '[') bad(key, std::string("expected list, got ") + cur.kind());
+      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
       cur.expect('[', "'['");
       for (bool f1 = true; cur.next_item(f1);) {
         const Where at{"relation_instances", static_cast<int64_t>(rels.size()), -1};
@@ -178,11 +178,11 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         bool h[5] = {false, false, false, false, false};
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
-          if (sub_key == "subject_tid") r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
-          else if (sub_key == "object_tid") r.obj = read_int(cur, at, ".object_tid"), h[1] = true;
-          else if (sub_key == "predicate") read_str(cur, at, ".predicate", r.predicate), h[2] = true;
-          else if (sub_key == "begin_fid") r.begin = read_int(cur, at, ".begin_fid"), h[3] = true;
-          else if (sub_key == "end_fid") r.end = read_int(cur, at, ".end_fid"), h[4] = true;
+          if (sub_key == "subject_tid"sv) r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
+          else if (sub_key == "object_tid"sv) r.obj = read_int(cur, at, ".object_tid"), h[1] = true;
+          else if (sub_key == "predicate"sv) read_str(cur, at, ".predicate", r.predicate), h[2] = true;
+          else if (sub_key == "begin_fid"sv) r.begin = read_int(cur, at, ".begin_fid"), h[3] = true;
+          else if (sub_key == "end_fid"sv) r.end = read_int(cur, at, ".end_fid"), h[4] = true;
           else cur.skip();
         }
         static const char* names[5] = {"subject_tid", "object_tid", "predicate", "begin_fid", "end_fid"};

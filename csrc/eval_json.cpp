@@ -15,6 +15,7 @@ namespace uasan {
 
 namespace {
 
+using namespace std::literals;
 using json::Cursor;
 using json::Number;
 
@@ -192,9 +193,10 @@ class RelationReader {
   // The {video: [relation, ...]} object at the cursor.
   void videos() {
     std::unordered_set<std::string> seen;
-    std::string vid;
+    std::string_view key;
     cur_.expect('{', "'{'");
-    for (bool first = true; cur_.next_key(vid, first);) {
+    for (bool first = true; cur_.next_key(key, first);) {
+      const std::string vid(key);
       if (!seen.insert(vid).second) throw RelationFileError(true, vid, -1, "", "video listed twice");
       if (cur_.peek() != '[') {
         throw RelationFileError(true, vid, -1, "", std::string("expected a list of relations, got ") + cur_.kind());
@@ -218,19 +220,19 @@ class RelationReader {
     double score = 0.0;
     cur_.expect('{', "'{'");
     for (bool first = true; cur_.next_key(key_, first);) {
-      if (key_ == "triplet") {
+      if (key_ == "triplet"sv) {
         ft.reset();
         read_triplet(cur_, t, ft);
-      } else if (key_ == "duration") {
+      } else if (key_ == "duration"sv) {
         fd.reset();
         read_duration(cur_, b, e, fd);
-      } else if (key_ == "sub_traj") {
+      } else if (key_ == "sub_traj"sv) {
         fs.reset();
         read_traj(cur_, pos[0], count[0], fs);
-      } else if (key_ == "obj_traj") {
+      } else if (key_ == "obj_traj"sv) {
         fo.reset();
         read_traj(cur_, pos[1], count[1], fo);
-      } else if (key_ == "score" && with_score_) {
+      } else if (key_ == "score"sv && with_score_) {
         fsc.reset();
         read_score(cur_, score, fsc);
       } else {
@@ -271,7 +273,7 @@ class RelationReader {
   bool with_score_;
   JsonRelations& out_;
   TripletTable triplets_;
-  std::string key_;
+  std::string_view key_;
 };
 
 }  // namespace
@@ -298,10 +300,10 @@ JsonRelations read_relation_file(const char* data, int64_t size, bool prediction
     throw RelationFileError(false, "", -1, "", no_results);
   }
   bool found = false;
-  std::string key;
+  std::string_view key;
   cur.expect('{', "'{'");
   for (bool first = true; cur.next_key(key, first);) {
-    if (key != "results") {
+    if (key != "results"sv) {
       cur.skip();
       continue;
     }

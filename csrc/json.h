@@ -236,14 +236,17 @@ class Cursor {
       expect(']', "',' delimiter or ']'");
     } else if (c == '"') {
       string(nullptr);
-    } else if (!(literal("true") || literal("false") || literal("null"))) {
+    } else if (c == 't' || c == 'f' || c == 'n') {
+      if (!(literal("true") || literal("false") || literal("null"))) fail("expecting value");
+    } else {
       number();
     }
   }
 
   // Iteration: `cur.expect('{', "'{'"); for (bool first = true; cur.next_key(key, first);) { value }`, and
   // `cur.expect('[', "'['"); for (bool first = true; cur.next_item(first);) { value }`.
-  bool next_key(std::string& key, bool& first) {
+  // key views the buffer (or, for a key with escapes, a scratch string): valid until the next next_key call.
+  bool next_key(std::string_view& key, bool& first) {
     if (first) {
       first = false;
       if (consume('}')) return false;
@@ -252,7 +255,18 @@ class Cursor {
       return false;
     }
     if (peek() != '"') fail("expecting property name enclosed in double quotes");
-    string(&key);
+    const char* q = p_ + 1;
+    while (q < end_ && *q != '"' && *q != '\\' && static_cast<unsigned char>(*q) >= 0x20 &&
+           static_cast<unsigned char>(*q) < 0x80) {
+      ++q;
+    }
+    if (q < end_ && *q == '"') {  // plain ASCII: no copy
+      key = std::string_view(p_ + 1, static_cast<size_t>(q - p_ - 1));
+      p_ = q + 1;
+    } else {
+      string(&scratch_);
+      key = scratch_;
+    }
     expect(':', "':' delimiter");
     return true;
   }
@@ -269,8 +283,9 @@ class Cursor {
  private:
   static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-  bool literal(const char* word) {
-    const size_t n = std::strlen(word);
+  template <size_t N>
+  bool literal(const char (&word)[N]) {
+    constexpr size_t n = N - 1;
     if (static_cast<size_t>(end_ - p_) >= n && std::memcmp(p_, word, n) == 0) {
       p_ += n;
       return true;
@@ -364,6 +379,7 @@ class Cursor {
   const char* begin_;
   const char* p_;
   const char* end_;
+  std::string scratch_;
 };
 
 }  // namespace uasan::json
