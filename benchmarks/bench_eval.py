@@ -12,7 +12,7 @@ annotations) and VidVRD-sized (200 test videos, 200 predictions each). Groups, p
   and ``check_boxes="used"``), and on :class:`~uasan.evaluation.RelationColumns` (what ``uasan.predict`` will hold).
 * ``parse``: the prediction file alone: ``json.load``, ``orjson.loads``, ``msgspec``, ``pysimdjson`` (tape only and
   into columns), the C++ reader (index pass, and every box parsed).
-* ``test_peak_memory``: each pipeline in a fresh subprocess, its wall time and peak RSS (``getrusage``).
+* ``test_peak_memory``: each pipeline in a fresh subprocess, its wall time and peak RSS (``VmHWM``).
 
 Every case first asserts that its metrics equal the official pipeline's. With ``--benchmark-disable`` (the CI's
 smoke run) both workloads shrink to 6 videos × 25 predictions. Run:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from uasan.engine._atomic import atomic_write_text
-from uasan.evaluation.files import read_groundtruth, read_predictions
+from uasan.evaluation.files import read_files
 from uasan.evaluation.protocol import MODES, SPLITS, filter_groundtruth, split_categories
 from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
 
@@ -156,15 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_files(args: argparse.Namespace) -> tuple:
     """(ground truth, predictions) as columns; bad files become InputError naming the file."""
     try:
-        gt = read_groundtruth(args.groundtruth, args.subset, lazy=True)
+        gt, pred = read_files(args.groundtruth, args.predictions, args.subset)
     except ValueError as exc:
-        if os.path.isdir(args.groundtruth) and not str(exc).startswith(str(args.groundtruth)):
+        msg = str(exc)
+        if os.path.isdir(args.groundtruth) and not msg.startswith((str(args.groundtruth), str(args.predictions))):
             raise InputError(f"{args.groundtruth}: cannot build the ground truth ({exc})") from None
-        raise InputError(str(exc)) from None
-    try:
-        pred = read_predictions(args.predictions, lazy=True)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(msg) from None
     known = set(gt.videos)
     unknown = [vid for vid in pred.videos if vid not in known]
     if unknown:

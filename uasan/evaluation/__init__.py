@@ -5,7 +5,14 @@ the trainer, relations as columns (:mod:`~uasan.evaluation.columns`) and the fas
 
 from uasan.evaluation.columns import RelationColumns
 from uasan.evaluation.evaluator import RelationEvaluator
-from uasan.evaluation.files import RelationFile, evaluate_files, read_annotations, read_groundtruth, read_predictions
+from uasan.evaluation.files import (
+    RelationFile,
+    evaluate_files,
+    read_annotations,
+    read_files,
+    read_groundtruth,
+    read_predictions,
+)
 from uasan.evaluation.matching import RelationMatch, match_relations
 from uasan.evaluation.protocol import (
     MODES,
@@ -31,6 +38,7 @@ __all__ = [
     "filter_groundtruth",
     "match_relations",
     "read_annotations",
+    "read_files",
     "read_groundtruth",
     "read_predictions",
     "split_categories",

@@ -30,7 +30,14 @@ import numpy as np
 from uasan import _ext
 from uasan.evaluation.columns import ColumnarRelations, RelationColumns
 
-__all__ = ["RelationFile", "evaluate_files", "read_annotations", "read_groundtruth", "read_predictions"]
+__all__ = [
+    "RelationFile",
+    "evaluate_files",
+    "read_annotations",
+    "read_files",
+    "read_groundtruth",
+    "read_predictions",
+]
 
 PathLike = str | os.PathLike
 
@@ -207,6 +214,27 @@ def read_annotations(
     return RelationColumns.concat(parts)
 
 
+def read_files(
+    groundtruth: PathLike | ColumnarRelations, predictions: PathLike | ColumnarRelations, subset: str | None = None
+) -> tuple[ColumnarRelations, ColumnarRelations]:
+    """``(ground truth, predictions)`` read lazily (:func:`read_groundtruth`, :func:`read_predictions`), the ground
+    truth on a second thread while the prediction file is indexed (both readers release the GIL); columns already
+    read pass through. A bad ground truth is reported first."""
+    if isinstance(groundtruth, ColumnarRelations):
+        pred = predictions if isinstance(predictions, ColumnarRelations) else read_predictions(predictions, lazy=True)
+        return groundtruth, pred
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        gt_future = pool.submit(read_groundtruth, groundtruth, subset, lazy=True)
+        try:
+            pred = (
+                predictions if isinstance(predictions, ColumnarRelations) else read_predictions(predictions, lazy=True)
+            )
+        except ValueError:
+            gt_future.result()  # its error first
+            raise
+        return gt_future.result(), pred
+
+
 def evaluate_files(
     groundtruth: PathLike | ColumnarRelations,
     predictions: PathLike | ColumnarRelations,
@@ -244,8 +272,7 @@ def evaluate_files(
 
     if unknown_videos not in ("error", "ignore"):
         raise ValueError(f"evaluate_files: expected unknown_videos 'error' or 'ignore', got {unknown_videos!r}")
-    gt = groundtruth if isinstance(groundtruth, ColumnarRelations) else read_groundtruth(groundtruth, subset, lazy=True)
-    pred = predictions if isinstance(predictions, ColumnarRelations) else read_predictions(predictions, lazy=True)
+    gt, pred = read_files(groundtruth, predictions, subset)
     pred_name = str(getattr(pred, "path", "predictions"))
     if unknown_videos == "error":
         known = set(gt.videos)
