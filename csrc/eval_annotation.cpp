@@ -12,7 +12,6 @@ namespace uasan {
 
 namespace {
 
-using namespace std::literals;
 using json::Cursor;
 using json::Number;
 
@@ -74,14 +73,14 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
   }
   cur.expect('{', "'{'");
   for (bool first = true; cur.next_key(key, first);) {
-    if (key == "video_id"sv) {
+    if (json::is(key, "video_id")) {
       has[0] = true;
       if (cur.peek() != '"') bad("video_id", std::string("expected str, got ") + cur.kind());
       cur.string(&out.video_id);
-    } else if (key == "frame_count"sv) {
+    } else if (json::is(key, "frame_count")) {
       has[1] = true;
       frame_count = read_int(cur, Where{"", -1, -1}, "frame_count");
-    } else if (key == "subject/objects"sv) {
+    } else if (json::is(key, "subject/objects")) {
       has[2] = true;
       tids.clear();
       cats.clear();
@@ -95,10 +94,10 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         std::string cat;
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
-          if (sub_key == "tid"sv) {
+          if (json::is(sub_key, "tid")) {
             tid = read_int(cur, at, ".tid");
             has_tid = true;
-          } else if (sub_key == "category"sv) {
+          } else if (json::is(sub_key, "category")) {
             read_str(cur, at, ".category", cat);
             has_cat = true;
           } else {
@@ -110,7 +109,7 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         tids.push_back(tid);
         cats.push_back(cat);
       }
-    } else if (key == "trajectories"sv) {
+    } else if (json::is(key, "trajectories")) {
       has[3] = true;
       boxes.clear();
       frames = 0;
@@ -127,16 +126,16 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
           bool has_tid = false, has_bbox = false;
           cur.expect('{', "'{'");
           for (bool f3 = true; cur.next_key(sub_key, f3);) {
-            if (sub_key == "tid"sv) {
+            if (json::is(sub_key, "tid")) {
               box.tid = read_int(cur, at, ".tid");
               has_tid = true;
-            } else if (sub_key == "bbox"sv) {
+            } else if (json::is(sub_key, "bbox")) {
               has_bbox = true;
               if (cur.peek() != '{') bad(at(".bbox"), "expected dict");
               bool c_has[4] = {false, false, false, false};
               cur.expect('{', "'{'");
               for (bool f4 = true; cur.next_key(field, f4);) {
-                const int c = field == "xmin"sv ? 0 : field == "ymin"sv ? 1 : field == "xmax"sv ? 2 : field == "ymax"sv ? 3 : 4;
+                const int c = json::is(field, "xmin") ? 0 : json::is(field, "ymin") ? 1 : json::is(field, "xmax") ? 2 : json::is(field, "ymax") ? 3 : 4;
                 if (c == 4) {
                   cur.skip();
                   continue;
@@ -148,7 +147,7 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
               for (int c = 0; c < 4; ++c) {
                 if (!c_has[c]) bad(at(".bbox"), "missing a coordinate");
               }
-            } else if (sub_key == "generated"sv) {
+            } else if (json::is(sub_key, "generated")) {
               const char k = cur.peek();
               if (!(cur.at_number() || k == 't' || k == 'f')) bad(at(".generated"), "expected 0/1");
               cur.skip();
@@ -166,7 +165,7 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
           boxes.push_back(box);
         }
       }
-    } else if (key == "relation_instances"sv) {
+    } else if (json::is(key, "relation_instances")) {
       has[4] = true;
       rels.clear();
       if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
@@ -178,11 +177,11 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
         bool h[5] = {false, false, false, false, false};
         cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
-          if (sub_key == "subject_tid"sv) r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
-          else if (sub_key == "object_tid"sv) r.obj = read_int(cur, at, ".object_tid"), h[1] = true;
-          else if (sub_key == "predicate"sv) read_str(cur, at, ".predicate", r.predicate), h[2] = true;
-          else if (sub_key == "begin_fid"sv) r.begin = read_int(cur, at, ".begin_fid"), h[3] = true;
-          else if (sub_key == "end_fid"sv) r.end = read_int(cur, at, ".end_fid"), h[4] = true;
+          if (json::is(sub_key, "subject_tid")) r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
+          else if (json::is(sub_key, "object_tid")) r.obj = read_int(cur, at, ".object_tid"), h[1] = true;
+          else if (json::is(sub_key, "predicate")) read_str(cur, at, ".predicate", r.predicate), h[2] = true;
+          else if (json::is(sub_key, "begin_fid")) r.begin = read_int(cur, at, ".begin_fid"), h[3] = true;
+          else if (json::is(sub_key, "end_fid")) r.end = read_int(cur, at, ".end_fid"), h[4] = true;
           else cur.skip();
         }
         static const char* names[5] = {"subject_tid", "object_tid", "predicate", "begin_fid", "end_fid"};

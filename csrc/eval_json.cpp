@@ -15,7 +15,6 @@ namespace uasan {
 
 namespace {
 
-using namespace std::literals;
 using json::Cursor;
 using json::Number;
 
@@ -145,6 +144,7 @@ void read_traj(Cursor& cur, int64_t& pos, int64_t& count, Field& f) {
   pos = cur.offset();
   cur.expect('[', "'['");
   for (bool first = true; cur.next_item(first); ++count) {
+    if (cur.box4()) continue;  // the common case, "[x1, y1, x2, y2]" of plain numbers
     if (cur.peek() != '[') {
       if (f.error.empty()) {
         f.error = "expected a list of [x1, y1, x2, y2] boxes, but box " + std::to_string(count) + " is " + cur.kind();
@@ -220,19 +220,19 @@ class RelationReader {
     double score = 0.0;
     cur_.expect('{', "'{'");
     for (bool first = true; cur_.next_key(key_, first);) {
-      if (key_ == "triplet"sv) {
+      if (json::is(key_, "triplet")) {
         ft.reset();
         read_triplet(cur_, t, ft);
-      } else if (key_ == "duration"sv) {
+      } else if (json::is(key_, "duration")) {
         fd.reset();
         read_duration(cur_, b, e, fd);
-      } else if (key_ == "sub_traj"sv) {
+      } else if (json::is(key_, "sub_traj")) {
         fs.reset();
         read_traj(cur_, pos[0], count[0], fs);
-      } else if (key_ == "obj_traj"sv) {
+      } else if (json::is(key_, "obj_traj")) {
         fo.reset();
         read_traj(cur_, pos[1], count[1], fo);
-      } else if (key_ == "score"sv && with_score_) {
+      } else if (json::is(key_, "score") && with_score_) {
         fsc.reset();
         read_score(cur_, score, fsc);
       } else {
@@ -303,7 +303,7 @@ JsonRelations read_relation_file(const char* data, int64_t size, bool prediction
   std::string_view key;
   cur.expect('{', "'{'");
   for (bool first = true; cur.next_key(key, first);) {
-    if (key != "results"sv) {
+    if (!json::is(key, "results")) {
       cur.skip();
       continue;
     }

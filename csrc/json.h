@@ -35,6 +35,12 @@ inline void line_col(const char* data, int64_t offset, int64_t& line, int64_t& c
   col = offset - start + 1;
 }
 
+// key == word, with the length known at compile time (so the compare is inlined, unlike string_view's memcmp call).
+template <size_t N>
+inline bool is(std::string_view key, const char (&word)[N]) {
+  return key.size() == N - 1 && std::memcmp(key.data(), word, N - 1) == 0;
+}
+
 struct Number {
   const char* begin;
   const char* end;
@@ -207,6 +213,44 @@ class Cursor {
     p_ = q;
     const double v = static_cast<double>(m) / pow10[frac];
     return neg && frac ? -v : (neg && m ? -v : v);  // the integer -0 is Python's int 0, so +0.0
+  }
+  // Fast path of the box loops: a list of exactly four plain numbers "[n, n, n, n]" (whitespace allowed), validated
+  // with the JSON number grammar. Returns false with the cursor unmoved for anything else (a non-finite literal,
+  // another length, a syntax error), which the caller then reads with the general functions for the message.
+  bool box4() {
+    const char* q = p_;
+    auto skip_ws = [&] {
+      while (q < end_ && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) ++q;
+    };
+    skip_ws();
+    if (q >= end_ || *q != '[') return false;
+    ++q;
+    for (int c = 0; c < 4; ++c) {
+      skip_ws();
+      if (q < end_ && *q == '-') ++q;
+      if (q >= end_ || !is_digit(*q)) return false;
+      if (*q == '0') {
+        ++q;
+      } else {
+        while (q < end_ && is_digit(*q)) ++q;
+      }
+      if (q < end_ && *q == '.') {
+        ++q;
+        if (q >= end_ || !is_digit(*q)) return false;
+        while (q < end_ && is_digit(*q)) ++q;
+      }
+      if (q < end_ && (*q == 'e' || *q == 'E')) {
+        ++q;
+        if (q < end_ && (*q == '+' || *q == '-')) ++q;
+        if (q >= end_ || !is_digit(*q)) return false;
+        while (q < end_ && is_digit(*q)) ++q;
+      }
+      skip_ws();
+      if (q >= end_ || *q != (c < 3 ? ',' : ']')) return false;
+      ++q;
+    }
+    p_ = q;
+    return true;
   }
   bool at_number() {
     const char c = peek();

@@ -161,20 +161,43 @@ def read_groundtruth(
     return _read_relation_file(source, False, lazy)
 
 
-def _annotation(C: Any, vid: str, path: Path) -> RelationColumns:
+def _annotation(C: Any, vid: str, path: Path) -> tuple:
+    """One annotation file -> (triplets, triplet, begin, length, box_offsets, boxes) of its relation instances."""
     try:
         video_id, triplets, triplet, begin, length, _, _, box_offsets, boxes = C.read_annotation_file(path.read_bytes())
         if video_id != vid:
             raise ValueError("video_id differs from the file name")
+        return triplets, triplet, begin, length, box_offsets, boxes
     except (OSError, ValueError):
         # The data package's reader names the problem; if it accepts the file after all, its result is used.
         from uasan.data.annotations import read_annotation
 
-        return RelationColumns.from_dicts({vid: read_annotation(path).relation_instances()}, scores=False)
+        c = RelationColumns.from_dicts({vid: read_annotation(path).relation_instances()}, scores=False)
+        return c.triplets, c.triplet, c.duration[:, 0], c.duration[:, 1] - c.duration[:, 0], c.box_offsets, c.boxes
+
+
+def _merge(videos: list, parts: list[tuple]) -> RelationColumns:
+    """One RelationColumns from the per-file parts of :func:`_annotation` (checked where they were read)."""
+    ids: dict[tuple, int] = {}
+    trip, box_off, rows = [], [np.zeros(1, dtype=np.int64)], 0
+    for triplets, triplet, _, _, offsets, boxes in parts:
+        remap = np.array([ids.setdefault(tuple(t), len(ids)) for t in triplets], dtype=np.int64)
+        trip.append(remap[triplet] if len(triplet) else np.zeros(0, dtype=np.int64))
+        box_off.append(offsets[1:] + rows)
+        rows += len(boxes)
+    begin = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    length = np.concatenate([p[3] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     return RelationColumns(
-        (vid,), np.array([0, len(triplet)]), tuple(triplets), triplet, np.stack([begin, begin + length], axis=1),
-        None, box_offsets, boxes, check_boxes=False,
-    )  # fmt: skip
+        videos=tuple(videos),
+        video_offsets=np.concatenate([[0], np.cumsum([len(p[1]) for p in parts], dtype=np.int64)]),
+        triplets=tuple(ids),
+        triplet=np.concatenate(trip) if trip else np.zeros(0, dtype=np.int64),
+        duration=np.stack([begin, begin + length], axis=1),
+        score=None,
+        box_offsets=np.concatenate(box_off),
+        boxes=np.concatenate([p[5] for p in parts]) if parts else np.zeros((0, 4)),
+        check_boxes=False,
+    )
 
 
 def _evaluation_files(root: Path, subset: str | None) -> dict[str, Path] | None:
@@ -211,7 +234,7 @@ def read_annotations(
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(lambda item: _annotation(C, *item), paths.items()))
-    return RelationColumns.concat(parts)
+    return _merge(list(paths), parts)
 
 
 def read_files(
