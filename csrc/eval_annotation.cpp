@@ -135,7 +135,11 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
               bool c_has[4] = {false, false, false, false};
               cur.expect('{', "'{'");
               for (bool f4 = true; cur.next_key(field, f4);) {
-                const int c = json::is(field, "xmin") ? 0 : json::is(field, "ymin") ? 1 : json::is(field, "xmax") ? 2 : json::is(field, "ymax") ? 3 : 4;
+                const int c = json::is(field, "xmin")   ? 0
+                              : json::is(field, "ymin") ? 1
+                              : json::is(field, "xmax") ? 2
+                              : json::is(field, "ymax") ? 3
+                                                        : 4;
                 if (c == 4) {
                   cur.skip();
                   continue;

@@ -4,6 +4,7 @@
 // problem), ("uasan-json-annotation", problem), ("uasan-eval-box", is_pred, relation, which, problem).
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,11 @@ carray<T> to_array(const std::vector<T>& v) {
   raise(py::make_tuple("uasan-json-syntax", line, col, e.what()));
 }
 
-py::str utf8(const std::string& s) { return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(s.data(), s.size(), "strict")); }
+py::str utf8(const std::string& s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<py::ssize_t>(s.size()), "strict");
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
 
 py::list triplet_list(const std::vector<uasan::TripletKey>& triplets) {
   py::list out;

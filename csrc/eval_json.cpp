@@ -1,5 +1,6 @@
 #include "eval_json.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -249,7 +250,8 @@ class RelationReader {
       }
     }
     for (int k = 0; k < 2; ++k) {
-      if (!fields[k].second->error.empty()) throw RelationFileError(true, vid, i, fields[k].first, fields[k].second->error);
+      const Field& f = *fields[k].second;
+      if (!f.error.empty()) throw RelationFileError(true, vid, i, fields[k].first, f.error);
     }
     for (int w = 0; w < 2; ++w) {
       Field& f = w ? fo : fs;

@@ -103,7 +103,9 @@ class Cursor {
     return true;
   }
   void expect(char c, const char* what) {
-    if (!consume(c)) fail(p_ < end_ ? std::string("expected ") + what : std::string("unexpected end of data, expected ") + what);
+    if (!consume(c)) {
+      fail(p_ < end_ ? std::string("expected ") + what : std::string("unexpected end of data, expected ") + what);
+    }
   }
   void finish() {
     if (peek() != '\0') fail("extra data after the document");
