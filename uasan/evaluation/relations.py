@@ -22,7 +22,9 @@ Definitions follow VidVRD-helper ``evaluation/visual_relation_detection.py`` (``
 
 ``evaluate_relations`` runs the matching loop and the vIoU in C++ (``csrc/eval.cpp``) on flat arrays built once
 per call; ``evaluate_relations_ref`` restates the official algorithm in plain Python on top of
-:func:`uasan.ops.viou_ref` and is the reference the fast path is tested against.
+:func:`uasan.ops.viou_ref` and is the reference the fast path is tested against. Either input may instead be
+columnar (:class:`~uasan.evaluation.RelationColumns`, or a relation file read lazily by
+:mod:`uasan.evaluation.files`): :mod:`uasan.evaluation.tables` then hands its arrays to the same C++ matcher.
 
 Bad input raises ``ValueError`` naming the argument, the video, the relation index and the field. Predictions
 for videos without ground truth are ignored unchecked, as the official code ignores them. By default
