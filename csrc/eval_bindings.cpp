@@ -305,11 +305,18 @@ py::tuple eval_relations_dicts_py(py::dict groundtruth, py::dict prediction, dou
 
   EvalPySource source(gt, pred, vid_objs);
   if (all_boxes) {
+    // Check every box without keeping it: the matching reads (and caches) only the few it compares.
+    std::vector<double> scratch;
     for (const bool is_pred : {false, true}) {
-      const int64_t n = static_cast<int64_t>((is_pred ? pred : gt).triplet.size());
+      const EvalRelations& rel = is_pred ? pred : gt;
+      const int64_t n = static_cast<int64_t>(rel.triplet.size());
       for (int64_t r = 0; r < n; ++r) {
-        source.get(is_pred, r, 0);
-        source.get(is_pred, r, 1);
+        scratch.resize(4 * rel.length[r]);
+        for (int w = 0; w < 2; ++w) {
+          if (!eval_read_boxes(rel.traj[w][r], scratch.data())) {
+            eval_recheck(is_pred ? "prediction" : "groundtruth", vid_objs[rel.video[r]], rel.index[r]);
+          }
+        }
       }
     }
   }
