@@ -1,109 +1,211 @@
-"""Relation detection evaluation: the C++ matching path vs its Python reference, on the same inputs.
+"""Relation evaluation from files and in memory: uasan vs the official VidVRD-helper pipeline, same inputs.
 
-200 videos × 200 predictions, VidVRD-like: 10–30 ground-truth relations per video lasting 30–150 frames,
-predictions lasting 30–150 frames, a third of them near a ground-truth relation with its triplet, the rest with
-triplets of the video's objects. ``fast`` is the default (every box checked), ``fast_used`` reads only the
-trajectories the matching compares (``check_boxes="used"``). With ``--benchmark-disable`` (smoke mode) the data set
-shrinks to 20 videos. Run: ``pytest benchmarks/bench_eval.py --benchmark-columns=median,iqr,rounds``.
+Workloads (``eval_workload.py``, written once per session to the temp folder): VidOR-sized (835 validation videos,
+~30 s each, 2–8 objects, 5–40 ground-truth relations, 200 predictions per video: ~550 MB of predictions, ~290 MB of
+annotations) and VidVRD-sized (200 test videos, 200 predictions each). Groups, per workload:
+
+* ``files``: end to end from the files. ``official`` = annotation load + ``get_relation_insts`` + ``json.load`` of
+  the predictions + ``evaluate`` (restated from VidVRD-helper); ``uasan`` = ``evaluate_files`` (C++ readers, lazy
+  boxes); ``uasan_all`` checks every box; ``orjson_dicts`` = the well-kept-package alternative: ``orjson.loads``
+  of the predictions and the C++ dict reader.
+* ``memory``: the official ``evaluate`` vs ``evaluate_relations`` on the same in-memory dicts (every box checked,
+  and ``check_boxes="used"``), and on :class:`~uasan.evaluation.RelationColumns` (what ``uasan.predict`` will hold).
+* ``parse``: the prediction file alone: ``json.load``, ``orjson.loads``, ``msgspec``, ``pysimdjson`` (tape only and
+  into columns), the C++ reader (index pass, and every box parsed).
+* ``test_peak_memory``: each pipeline in a fresh subprocess, its wall time and peak RSS (``VmHWM``).
+
+Every case first asserts that its metrics equal the official pipeline's. With ``--benchmark-disable`` (the CI's
+smoke run) both workloads shrink to 6 videos × 25 predictions. Run:
+``pytest benchmarks/bench_eval.py --benchmark-enable --benchmark-columns=median,rounds -s``.
 """
 
 from __future__ import annotations
 
 import gc
-from functools import partial
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from uasan.evaluation import evaluate_relations, evaluate_relations_ref
+sys.path.insert(0, os.path.dirname(__file__))
+import eval_workload as W  # noqa: E402
 
-N_VIDEOS, N_PRED, FRAMES = 200, 200, 300
-OBJECTS = [f"object{i}" for i in range(35)]  # VidVRD: 35 object and 132 predicate categories
-PREDICATES = [f"predicate{i}" for i in range(132)]
+from uasan.evaluation import evaluate_files, evaluate_relations, read_groundtruth, read_predictions  # noqa: E402
 
-
-def _track(rng: np.random.Generator) -> np.ndarray:
-    xy = rng.uniform(0, 500, 2) + np.cumsum(rng.normal(0, 2, (FRAMES, 2)), axis=0)
-    wh = rng.uniform(30, 200, 2)
-    return np.round(np.concatenate([xy, xy + wh], axis=1), 1)
+_EXPECTED: dict[str, dict] = {}  # official metrics per workload, computed once
 
 
-def _rel(trip, b, e, sub, obj, score=None):
-    r = {"triplet": list(trip), "duration": [b, e], "sub_traj": sub[b:e].tolist(), "obj_traj": obj[b:e].tolist()}
-    if score is not None:
-        r["score"] = score
-    return r
+def _smoke(config) -> bool:
+    return config.getoption("benchmark_disable", False) and not config.getoption("benchmark_enable", False)
 
 
-def vidvrd_like(rng: np.random.Generator, n_videos: int = N_VIDEOS) -> tuple[dict, dict]:
-    gc.disable()  # millions of small lists: the cyclic collector would dominate the generation time
-    try:
-        return _vidvrd_like(rng, n_videos)
-    finally:
-        gc.enable()
+@pytest.fixture(scope="module", params=["vidvrd", "vidor"])
+def workload(request):
+    w = {"vidvrd": W.VIDVRD, "vidor": W.VIDOR}[request.param]
+    if _smoke(request.config):
+        w = W.smoke(w)
+    root, pred = W.write_workload(w)
+    return w, root, pred
 
 
-def _vidvrd_like(rng: np.random.Generator, n_videos: int) -> tuple[dict, dict]:
-    gt, pred = {}, {}
-    for v in range(n_videos):
-        objs = [(OBJECTS[rng.integers(len(OBJECTS))], _track(rng)) for _ in range(int(rng.integers(2, 7)))]
-        vid_preds = rng.choice(len(PREDICATES), 12, replace=False)
-
-        def pick(objs=objs):
-            s, o = rng.choice(len(objs), 2, replace=False)
-            b = int(rng.integers(0, FRAMES - 30))
-            e = int(min(FRAMES, b + rng.integers(30, 151)))
-            return s, o, b, e
-
-        gts = []
-        for _ in range(int(rng.integers(10, 31))):
-            s, o, b, e = pick()
-            trip = (objs[s][0], PREDICATES[rng.choice(vid_preds)], objs[o][0])
-            gts.append(_rel(trip, b, e, objs[s][1], objs[o][1]))
-        preds = []
-        for _ in range(N_PRED):
-            if rng.random() < 0.33:
-                g = gts[rng.integers(len(gts))]
-                b0, e0 = g["duration"]
-                b = int(np.clip(b0 + rng.integers(-15, 16), 0, FRAMES - 2))
-                e = int(np.clip(e0 + rng.integers(-15, 16), b + 1, FRAMES))
-                s = next(i for i, (c, _) in enumerate(objs) if c == g["triplet"][0])
-                o = next(i for i, (c, _) in enumerate(objs) if c == g["triplet"][2] and i != s) if len(objs) > 1 else s
-                noise = rng.normal(0, 3, (2, FRAMES, 4))
-                sub, obj = objs[s][1] + noise[0], objs[o][1] + noise[1]
-                sub[:, 2:] = np.maximum(sub[:, 2:], sub[:, :2])
-                obj[:, 2:] = np.maximum(obj[:, 2:], obj[:, :2])
-                preds.append(_rel(g["triplet"], b, e, sub, obj, float(rng.random())))
-            else:
-                s, o, b, e = pick()
-                trip = (objs[s][0], PREDICATES[rng.choice(vid_preds)], objs[o][0])
-                preds.append(_rel(trip, b, e, objs[s][1], objs[o][1], float(rng.random())))
-        gt[f"video{v:04d}"] = gts
-        pred[f"video{v:04d}"] = preds
-    return gt, pred
+def expected(workload) -> dict:
+    w, root, pred = workload
+    if w.name not in _EXPECTED:
+        _EXPECTED[w.name] = W.official_pipeline(root, pred, w.dataset)
+    return _EXPECTED[w.name]
 
 
-@pytest.fixture(scope="module")
-def data(request):
-    opt = request.config.getoption
-    smoke = opt("benchmark_disable", False) and not opt("benchmark_enable", False)
-    gt, pred = vidvrd_like(np.random.default_rng(0), 20 if smoke else N_VIDEOS)
-    return gt, pred, evaluate_relations_ref(gt, pred)
+def timed(benchmark, fn, *args, rounds: int):
+    """pedantic timing: the official pipeline takes minutes on the VidOR workload, so its rows run once."""
+    return benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=0)
 
 
-IMPLS = {
-    "ref": evaluate_relations_ref,
-    "fast": evaluate_relations,
-    "fast_used": partial(evaluate_relations, check_boxes="used"),
+def assert_same(got: dict, want: dict) -> None:
+    assert got.keys() >= want.keys()
+    for k, v in want.items():
+        assert abs(got[k] - v) <= 1e-6, (k, got[k], v)
+
+
+def _orjson_dicts(root: Path, pred: Path) -> dict:
+    import orjson
+
+    gt = read_groundtruth(root).to_dicts()
+    with open(pred, "rb") as f:
+        results = orjson.loads(f.read())["results"]
+    return evaluate_relations(gt, results, check_boxes="used")
+
+
+FILES = {
+    "official": lambda w, root, pred: W.official_pipeline(root, pred, w.dataset),
+    "uasan": lambda w, root, pred: evaluate_files(root, pred),
+    "uasan_all": lambda w, root, pred: evaluate_files(root, pred, check_boxes="all"),
+    "orjson_dicts": lambda w, root, pred: _orjson_dicts(root, pred),
 }
 
 
-@pytest.mark.parametrize("impl", list(IMPLS))
-def test_evaluate_relations(benchmark, bench, data, impl):
-    gt, pred, expected = data
-    got = IMPLS[impl](gt, pred)
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert abs(got[key] - value) <= 1e-6, key
-    benchmark.group = "eval-relations"
-    bench(benchmark, IMPLS[impl], gt, pred, slow=impl == "ref")
+@pytest.mark.parametrize("impl", list(FILES))
+def test_eval_files(benchmark, workload, impl):
+    w, root, pred = workload
+    if impl == "orjson_dicts":
+        pytest.importorskip("orjson")
+    benchmark.group = f"eval-files-{w.name}"
+    slow = impl in ("official", "orjson_dicts")
+    got = timed(benchmark, FILES[impl], w, root, pred, rounds=1 if slow else 3)
+    if impl == "official":
+        _EXPECTED.setdefault(w.name, got)
+    assert_same(got, expected(workload))
+
+
+def _parse_simdjson_columns(path: Path) -> int:
+    """pysimdjson's lazy proxies into flat box arrays (as_buffer), no per-box Python object; no box checks."""
+    import simdjson
+
+    doc = simdjson.Parser().load(str(path))
+    results = doc["results"]
+    n, parts = 0, []
+    for vid in results.keys():  # values() would convert every list to Python objects
+        for r in results[vid]:
+            b, e = r["duration"]
+            tuple(r["triplet"])
+            float(r["score"])
+            for f in ("sub_traj", "obj_traj"):
+                parts.append(np.frombuffer(r[f].as_buffer(of_type="d"), dtype=np.float64).reshape(e - b, 4))
+            n += 1
+    return int(sum(len(p) for p in parts))
+
+
+def _load_with(module: str, path: Path):
+    if module == "json":
+        with open(path) as f:
+            return json.load(f)
+    mod = pytest.importorskip(module)
+    with open(path, "rb") as f:
+        data = f.read()
+    return mod.loads(data) if module == "orjson" else mod.json.decode(data)
+
+
+PARSE = {
+    "json": lambda p: _load_with("json", p),
+    "orjson": lambda p: _load_with("orjson", p),
+    "msgspec": lambda p: _load_with("msgspec", p),
+    "simdjson_tape": lambda p: pytest.importorskip("simdjson").Parser().load(str(p)),
+    "simdjson_columns": lambda p: _parse_simdjson_columns(p),
+    "uasan_index": lambda p: read_predictions(p, lazy=True),
+    "uasan_columns": lambda p: read_predictions(p),
+}
+
+
+@pytest.mark.parametrize("impl", list(PARSE))
+def test_parse_predictions(benchmark, workload, impl):
+    w, root, pred = workload
+    if impl.startswith("simdjson"):
+        pytest.importorskip("simdjson")
+    benchmark.group = f"parse-{w.name}"
+    slow = impl in ("json", "orjson", "msgspec", "simdjson_columns")
+    got = timed(benchmark, PARSE[impl], pred, rounds=1 if slow else 3)
+    if impl == "uasan_columns":  # same boxes as json.load
+        with open(pred) as f:
+            results = json.load(f)["results"]
+        first = next(iter(results))
+        if results[first]:
+            np.testing.assert_array_equal(got.boxes[: len(results[first][0]["sub_traj"])],
+                                          results[first][0]["sub_traj"])  # fmt: skip
+    del got
+    gc.collect()
+
+
+def _run(which: str, w, root: Path, pred: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, W.__file__, which, str(root), str(pred), w.dataset],
+        capture_output=True, text=True, check=True, cwd=os.path.dirname(W.__file__),
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_peak_memory(request, workload, record_property):
+    """Each pipeline from the files in a fresh process: wall time and peak RSS; uasan's peak must be lower (on the
+    real-sized workloads: on the smoke workload both are the interpreter's and the imports' own footprint)."""
+    w, root, pred = workload
+    runs = {which: _run(which, w, root, pred) for which in ("uasan", "official")}
+    assert_same(runs["uasan"]["metrics"], runs["official"]["metrics"])
+    size = (sum(p.stat().st_size for p in Path(root).rglob("*.json")) + pred.stat().st_size) / 2**20
+    for which, r in runs.items():
+        print(f"\n{w.name} {which}: {r['seconds']:.2f} s, peak RSS {r['peak_mib']:.0f} MiB ({size:.0f} MiB of JSON)")
+        record_property(f"{which}_peak_mib", r["peak_mib"])
+        record_property(f"{which}_seconds", r["seconds"])
+    if not _smoke(request.config):
+        assert runs["uasan"]["peak_mib"] < runs["official"]["peak_mib"]
+
+
+# Last in the file: the module-scoped dicts (GBs on the VidOR workload) live only while these rows run.
+@pytest.fixture(scope="module")
+def in_memory(workload):
+    """The official pipeline's in-memory inputs (dicts of lists) and the same as columns."""
+    w, root, pred = workload
+    gt = W.official_groundtruth(root, w.dataset)
+    with open(pred) as f:
+        results = json.load(f)["results"]
+    columns = read_groundtruth(root), read_predictions(pred)
+    yield gt, results, columns
+    del gt, results, columns
+    gc.collect()
+
+
+MEMORY = {
+    "official": lambda gt, pred, cols: W.official_evaluate(gt, pred),
+    "dicts": lambda gt, pred, cols: evaluate_relations(gt, pred),
+    "dicts_used": lambda gt, pred, cols: evaluate_relations(gt, pred, check_boxes="used"),
+    "columns": lambda gt, pred, cols: evaluate_relations(*cols),
+}
+
+
+@pytest.mark.parametrize("impl", list(MEMORY))
+def test_eval_in_memory(benchmark, workload, in_memory, impl):
+    w = workload[0]
+    benchmark.group = f"eval-memory-{w.name}"
+    got = timed(benchmark, MEMORY[impl], *in_memory, rounds=1 if impl == "official" else 3)
+    assert_same(got, expected(workload))

@@ -107,27 +107,6 @@ double voc_ap(const float* rec, const float* prec, int64_t n) {
   return numpy_pairwise_sum(terms.data(), static_cast<int64_t>(terms.size()));
 }
 
-void ArrayTrajSource::check(const RelationTable& gt, const RelationTable& pred) const {
-  check_boxes(kOp, "boxes", boxes_, rows_);
-  for (const bool is_pred : {false, true}) {
-    const RelationTable& t = is_pred ? pred : gt;
-    const int64_t* const* rows = is_pred ? pred_ : gt_;
-    for (int64_t r = 0; r < t.count; ++r) {
-      for (int which = 0; which < 2; ++which) {
-        const int64_t row = rows[which][r];
-        if (row < 0 || row > rows_ - t.length[r]) {
-          fail(kOp, "expected ", is_pred ? "prediction" : "groundtruth", " relation ", r, " box rows within [0, ",
-               rows_, "), but got rows starting at ", row, " for ", t.length[r], " frames");
-        }
-      }
-    }
-  }
-}
-
-const double* ArrayTrajSource::get(bool is_pred, int64_t r, int which) {
-  return boxes_ + 4 * (is_pred ? pred_ : gt_)[which][r];
-}
-
 void eval_relations(TrajSource& boxes, const RelationTable& gt, const int64_t* gt_offsets, const RelationTable& pred,
                     const int64_t* pred_offsets, int64_t videos, double viou_threshold, const int64_t* det_k,
                     int64_t n_det_k, const int64_t* tag_k, int64_t n_tag_k, const RelationEvalOutput& out) {
@@ -232,6 +211,7 @@ void eval_relations(TrajSource& boxes, const RelationTable& gt, const int64_t* g
         tp[k] = 1;
         detected[k_max] = 1;
       }
+      if (out.match) out.match[p] = k_max;
     }
     // float32 cumsums and divisions, as np.cumsum(...).astype(np.float32) / np.maximum(n, float32 eps).
     rec.resize(np_);

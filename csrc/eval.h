@@ -28,28 +28,13 @@ class TrajSource {
   virtual const double* get(bool is_pred, int64_t r, int which) = 0;
 };
 
-// TrajSource over one (rows, 4) box array: relation r's trajectories are rows [sub_row[r], sub_row[r] + length)
-// and [obj_row[r], ...). check() validates the rows and boxes (std::invalid_argument).
-class ArrayTrajSource : public TrajSource {
- public:
-  ArrayTrajSource(const double* boxes, int64_t rows, const int64_t* gt_sub, const int64_t* gt_obj,
-                  const int64_t* pred_sub, const int64_t* pred_obj)
-      : boxes_(boxes), rows_(rows), gt_{gt_sub, gt_obj}, pred_{pred_sub, pred_obj} {}
-  void check(const RelationTable& gt, const RelationTable& pred) const;
-  const double* get(bool is_pred, int64_t r, int which) override;
-
- private:
-  const double* boxes_;
-  int64_t rows_;
-  const int64_t* gt_[2];
-  const int64_t* pred_[2];
-};
-
 struct RelationEvalOutput {
   double* ap;         // (videos,) all-point VOC AP of each video (common.py: voc_ap)
   int64_t* det_hits;  // (videos, n_det_k) true positives among the video's top min(K, n_pred) predictions
   float* tag_prec;    // (videos, n_tag_k) tagging precision at min(K, n_unique), float32 like the official; 0 if 0
   int64_t* n_tag;     // (videos,) distinct predicted triplets
+  int64_t* match = nullptr;  // optional (pred count,): the ground truth (index within its video) each prediction
+                             // took, -1 if none
 };
 
 // Evaluates every video v: ground truth gt[gt_offsets[v] : gt_offsets[v+1]] against the predictions

@@ -2,7 +2,8 @@
 tagging P@1 / P@5 / P@10), optionally on an open-vocabulary split.
 
     python -m uasan.evaluate --groundtruth GT.json|DATA_ROOT --predictions PRED.json [--split novel|all|base]
-        [--dataset vidvrd|vidor | --split-file SPLIT.json] [--out metrics.json]
+        [--dataset vidvrd|vidor | --split-file SPLIT.json] [--mode SGDet|SGCls|PredCls] [--subset NAME]
+        [--check-boxes used|all] [--out metrics.json]
 
 The category split for ``--split`` is ``--split-file``, else ``DATA_ROOT/splits.json`` when there is one, else the
 bundled split of ``--dataset`` (default vidvrd).
@@ -12,8 +13,13 @@ test-split ground truth ``uasan.data.load_groundtruth`` builds. ``PRED.json`` is
 ``{"version": ..., "results": {video: [{triplet, score, duration, sub_traj, obj_traj}]}}``. ``--split`` filters
 the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``); its default is the split the
 predictions were scored on when the file records it (``uasan.predict`` does), else ``all`` (no filtering). Evaluate
-with the split the predictions were scored on: a mismatch is warned about. A malformed input file gets a one-line
-message naming the file and the field or video, exit status 2.
+with the split the predictions were scored on: a mismatch is warned about. ``--mode`` labels the table and the
+``--out`` record (default: the mode the file records). A malformed input file gets a one-line message naming the file
+and the field or video, exit status 2.
+
+The files are read by ``uasan.evaluation.evaluate_files``' C++ reader straight into columns (no Python object per
+box): the whole structure of both files is checked, the box values where the matching compares them
+(``--check-boxes all``: every box of the evaluated videos).
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from uasan.engine._atomic import atomic_write_text
 from uasan.engine.run_folder import check_writable
-from uasan.evaluation.protocol import SPLITS, filter_groundtruth, split_categories
-from uasan.evaluation.relations import _relation_list, evaluate_relations, parse_relation
+from uasan.evaluation.files import read_files
+from uasan.evaluation.protocol import MODES, SPLITS, filter_groundtruth, split_categories
+from uasan.evaluation.relations import evaluate_relations
 
 
 class InputError(Exception):
@@ -45,59 +54,6 @@ def _load_json(path: str, what: str) -> Any:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-
-
-def load_groundtruth(path: str) -> dict:
-    """A ground-truth JSON file, or the test-split ground truth of a data set root via ``uasan.data``."""
-    if os.path.isdir(path):
-        try:
-            from uasan.data import load_groundtruth as data_load_groundtruth
-        except ImportError as exc:
-            raise InputError(
-                f"{path}: is a directory, and reading a data set root needs uasan.data.load_groundtruth, which is "
-                f"not available ({exc}); pass a ground-truth JSON file instead"
-            ) from None
-        try:
-            gt = data_load_groundtruth(path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"{path}: cannot build the ground truth ({exc})") from None
-    else:
-        gt = _load_json(path, "ground-truth")
-    if not isinstance(gt, dict):
-        raise InputError(f"{path}: expected an object mapping video id -> ground-truth relations, got "
-                         f"{type(gt).__name__}")  # fmt: skip
-    return gt
-
-
-def load_prediction_file(path: str) -> dict:
-    """The prediction file's top-level object (``results`` and, from ``uasan.predict``, ``split`` and ``mode``)."""
-    pred = _load_json(path, "prediction")
-    if not isinstance(pred, dict) or "results" not in pred:
-        raise InputError(f"{path}: expected an object with a 'results' field (video id -> predicted relations)")
-    return pred
-
-
-def load_predictions(path: str, groundtruth: dict, pred: dict | None = None) -> dict:
-    """The ``results`` of a prediction file, checked: known videos, relation fields, durations and box counts."""
-    if pred is None:
-        pred = load_prediction_file(path)
-    results = pred["results"]
-    if not isinstance(results, dict):
-        raise InputError(f"{path}: field 'results': expected an object, got {type(results).__name__}")
-    unknown = [vid for vid in results if vid not in groundtruth]
-    if unknown:
-        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise InputError(f"{path}: field 'results' names video {unknown[0]!r}{more}, not in the ground truth")
-    # Videos with ground truth are checked by the evaluation itself; the others (empty ground truth, possibly
-    # after split filtering) are checked here so that a bad file fails whatever the split.
-    for vid, rels in results.items():
-        if not groundtruth[vid]:
-            try:
-                for i, r in enumerate(_relation_list("evaluate_relations", "prediction", vid, rels)):
-                    parse_relation("evaluate_relations", "prediction", vid, i, r, with_score=True)
-            except ValueError as exc:
-                raise InputError(_file_message(str(exc), "", path)) from None
-    return results
 
 
 def _file_message(msg: str, gt_path: str, pred_path: str) -> str:
@@ -168,7 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", help="category split JSON instead of the bundled one")
     p.add_argument("--viou-threshold", type=float, default=0.5)
     p.add_argument("--out", help="write the metrics to this JSON file (atomically)")
+    p.add_argument("--mode", choices=MODES, help="the setting the predictions were made in (a label of the table)")
+    p.add_argument("--subset", help="annotation subset of a data set root (default: VidVRD test, VidOR validation)")
+    p.add_argument("--check-boxes", choices=("used", "all"), default="used",
+                   help="check the box values the matching compares (default) or every box")  # fmt: skip
     return p
+
+
+def _read_files(args: argparse.Namespace) -> tuple:
+    """(ground truth, predictions) as columns; bad files become InputError naming the file."""
+    try:
+        gt, pred = read_files(args.groundtruth, args.predictions, args.subset)
+    except ValueError as exc:
+        msg = str(exc)
+        if os.path.isdir(args.groundtruth) and not msg.startswith((str(args.groundtruth), str(args.predictions))):
+            raise InputError(f"{args.groundtruth}: cannot build the ground truth ({exc})") from None
+        raise InputError(msg) from None
+    known = set(gt.videos)
+    unknown = [vid for vid in pred.videos if vid not in known]
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise InputError(f"{args.predictions}: field 'results' names video {unknown[0]!r}{more}, not in the ground "
+                         "truth")  # fmt: skip
+    return gt, pred
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,10 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_writable(args.out, "--out", is_dir=False)
             except ValueError as exc:
                 raise InputError(str(exc)) from None
-        gt = load_groundtruth(args.groundtruth)
-        pred_file = load_prediction_file(args.predictions)
-        results = load_predictions(args.predictions, gt, pred_file)
-        scored = pred_file.get("split")
+        gt, results = _read_files(args)
+        header = getattr(results, "header", {})  # what uasan.predict recorded in the file
+        scored = header.get("split")
         if args.split is None:
             args.split = scored if scored in SPLITS else "all"
         elif scored in SPLITS and scored != args.split:
@@ -192,20 +169,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.split}), so these numbers are not the {args.split} rows of metrics.md",
                 file=sys.stderr,
             )
+        if args.mode is None and header.get("mode") in MODES:
+            args.mode = header["mode"]
         objects = predicates = None
         if args.split != "all":
             objects, predicates = split_categories(_split_file(args), args.split)
         gt = filter_groundtruth(gt, objects, predicates)
-        metrics = evaluate_relations(gt, results, viou_threshold=args.viou_threshold)
-        n_videos = sum(1 for rels in gt.values() if rels)
-        n_rels = sum(len(rels) for rels in gt.values())
-        print(f"Relation detection and tagging, split {args.split}: {n_videos} videos, {n_rels} ground-truth relations")
+        metrics = evaluate_relations(gt, results, viou_threshold=args.viou_threshold, check_boxes=args.check_boxes)
+        n_videos = int((np.diff(gt.video_offsets) > 0).sum())
+        mode = f"{args.mode}, " if args.mode else ""
+        print(f"Relation detection and tagging, {mode}split {args.split}: {n_videos} videos, {len(gt)} ground-truth "
+              "relations")  # fmt: skip
         print(format_table(args.split, metrics))
         if args.out:
             out = {
                 "groundtruth": args.groundtruth,
                 "predictions": args.predictions,
                 "split": args.split,
+                "mode": args.mode,
                 "viou_threshold": args.viou_threshold,
                 "metrics": metrics,
             }

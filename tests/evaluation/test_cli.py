@@ -119,3 +119,34 @@ def test_cli_subprocess(files):
     bad = subprocess.run([sys.executable, "-m", "uasan.evaluate", "--groundtruth", str(gt_path), "--predictions",
                           str(pred_path)], capture_output=True, text=True, cwd=gt_path.parent)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not valid JSON" in bad.stderr
+
+
+def test_cli_mode_and_check_boxes(files, tmp_path, capsys):
+    gt_path, pred_path, gt, pred = files
+    out_path = tmp_path / "m.json"
+    code, out, _ = run(["--groundtruth", gt_path, "--predictions", pred_path, "--mode", "SGDet", "--out", out_path],
+                       capsys)  # fmt: skip
+    assert code == 0 and "SGDet, split all" in out and json.loads(out_path.read_text())["mode"] == "SGDet"
+    pred["v"][3]["sub_traj"] = [[0, 0, -1, 9]] * 2  # never compared: only --check-boxes all reads it
+    pred_path.write_text(json.dumps({"results": pred}))
+    assert run(["--groundtruth", gt_path, "--predictions", pred_path], capsys)[0] == 0
+    code, _, err = run(["--groundtruth", gt_path, "--predictions", pred_path, "--check-boxes", "all"], capsys)
+    assert code == 2 and "pred.json: results['v'][3] field 'sub_traj'" in err and "x2 >= x1" in err
+
+
+def test_cli_data_root(tmp_path, capsys):
+    from tests.evaluation.test_columns import _annotation, _write_vidor
+    from uasan.data import load_groundtruth
+    from uasan.evaluation import RelationColumns
+
+    rng = pytest.importorskip("numpy").random.default_rng(3)
+    _write_vidor(tmp_path / "root", [_annotation(rng, f"{100 + v}") for v in range(4)])
+    gt = load_groundtruth(tmp_path / "root")
+    pred = {vid: [{**r, "score": 0.5} for r in rels] for vid, rels in gt.items()}
+    RelationColumns.from_dicts(pred, scores=True).write_json(tmp_path / "pred.json")
+    code, out, err = run(["--groundtruth", tmp_path / "root", "--predictions", tmp_path / "pred.json", "--out",
+                          tmp_path / "m.json"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"] == evaluate_relations(gt, pred)
+    code, _, err = run(["--groundtruth", tmp_path / "nothing", "--predictions", tmp_path / "pred.json"], capsys)
+    assert code == 2 and "nothing" in err

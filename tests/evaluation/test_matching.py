@@ -88,3 +88,19 @@ def test_bad_input_names_the_argument():
         match_relations([g], [], top_k=-1)
     with pytest.raises(ValueError, match="viou_threshold"):
         match_relations([g], [], viou_threshold="high")
+
+
+@pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
+@pytest.mark.parametrize("seed", range(5))
+def test_cpp_flags_equal_the_reference(seed):
+    gt_all, pred_all = dataset(np.random.default_rng(200 + seed), n_videos=8, n_cats=2, n_preds=1)
+    for vid, gt in gt_all.items():
+        pred = pred_all.get(vid, [])
+        for top_k in (None, 0, 1, 4, 100):
+            for thr in (0.5, 0.0, 0.9):
+                a = match_relations(gt, pred, thr, top_k, impl="cpp")
+                b = match_relations(gt, pred, thr, top_k, impl="ref")
+                for x, y in zip(a, b, strict=True):
+                    np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="impl"):
+        match_relations([], [], impl="gpu")

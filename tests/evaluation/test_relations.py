@@ -229,15 +229,20 @@ def test_array_interface_checks_its_inputs():
     table = np.array([[0], [0], [1], [0], [1]], dtype=np.int64)  # triplet, begin, length, sub_row, obj_row
     off = np.array([0, 1], dtype=np.int64)
     k = np.array([1], dtype=np.int64)
-    ap, hits, tag, n_tag = C.eval_relations(boxes, table, off, table, np.array([1.0]), off, 0.5, k, k)
+
+    def call(gt_boxes=boxes, gt=table, gt_off=off, pred_boxes=boxes, pred=table, score=(1.0,), match=True):
+        return C.eval_relations(gt_boxes, gt, gt_off, pred_boxes, pred, np.array(score), off, 0.5, k, k, True, match)
+
+    ap, hits, tag, n_tag, match = call()
     assert ap.tolist() == [1.0] and hits.tolist() == [[1]] and tag.tolist() == [[1.0]] and n_tag.tolist() == [1]
+    assert match.tolist() == [0] and call(match=False)[4] is None
     bad_rows = table.copy()
     bad_rows[3, 0] = 5
     with pytest.raises(ValueError, match="box rows"):
-        C.eval_relations(boxes, bad_rows, off, table, np.array([1.0]), off, 0.5, k, k)
+        call(gt=bad_rows)
     with pytest.raises(ValueError, match="finite score"):
-        C.eval_relations(boxes, table, off, table, np.array([np.nan]), off, 0.5, k, k)
+        call(score=(np.nan,))
     with pytest.raises(ValueError, match="x2 >= x1"):
-        C.eval_relations(boxes[:, [2, 1, 0, 3]] - [0, 0, 1, 0], table, off, table, np.array([1.0]), off, 0.5, k, k)
+        call(pred_boxes=boxes[:, [2, 1, 0, 3]] - [0, 0, 1, 0])
     with pytest.raises(ValueError, match="offsets"):
-        C.eval_relations(boxes, table, np.array([0, 2]), table, np.array([1.0]), off, 0.5, k, k)
+        call(gt_off=np.array([0, 2]))

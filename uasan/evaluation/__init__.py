@@ -1,8 +1,18 @@
 """Evaluation with the official VidVRD evaluator's numbers: relation detection (mAP, R@K) and tagging (P@K), the
-open-vocabulary SGDet / SGCls / PredCls × split protocol, trajectory classification recall, and an evaluator class
-for the trainer. See :mod:`uasan.evaluation.relations` for the exact definitions."""
+open-vocabulary SGDet / SGCls / PredCls × split protocol, trajectory classification recall, an evaluator class for
+the trainer, relations as columns (:mod:`~uasan.evaluation.columns`) and the fast file readers
+(:mod:`~uasan.evaluation.files`). See :mod:`uasan.evaluation.relations` for the exact definitions."""
 
+from uasan.evaluation.columns import RelationColumns
 from uasan.evaluation.evaluator import RelationEvaluator
+from uasan.evaluation.files import (
+    RelationFile,
+    evaluate_files,
+    read_annotations,
+    read_files,
+    read_groundtruth,
+    read_predictions,
+)
 from uasan.evaluation.matching import RelationMatch, match_relations
 from uasan.evaluation.protocol import (
     MODES,
@@ -17,13 +27,20 @@ from uasan.evaluation.relations import evaluate_relations, evaluate_relations_re
 __all__ = [
     "MODES",
     "SPLITS",
+    "RelationColumns",
     "RelationEvaluator",
+    "RelationFile",
     "RelationMatch",
+    "evaluate_files",
     "evaluate_open_vocabulary",
     "evaluate_relations",
     "evaluate_relations_ref",
     "filter_groundtruth",
     "match_relations",
+    "read_annotations",
+    "read_files",
+    "read_groundtruth",
+    "read_predictions",
     "split_categories",
     "trajectory_recall",
 ]

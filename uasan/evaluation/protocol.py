@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from uasan.evaluation.columns import ColumnarRelations
 from uasan.evaluation.relations import RelationsByVideo, evaluate_relations
 
 SPLITS = ("novel", "all", "base")
@@ -48,14 +49,17 @@ def split_categories(split: Mapping[str, Any], name: str) -> tuple[frozenset | N
 
 
 def filter_groundtruth(
-    groundtruth: RelationsByVideo,
+    groundtruth: RelationsByVideo | ColumnarRelations,
     objects: Collection | None = None,
     predicates: Collection | None = None,
-) -> dict[Any, list]:
+) -> dict[Any, list] | ColumnarRelations:
     """The ground truth restricted to a split: a relation ``[s, p, o]`` is kept iff ``s`` and ``o`` are in
     ``objects`` and ``p`` is in ``predicates`` (``None``: no restriction on that part). Every video is kept, with
     an empty list where nothing is left (such videos are then skipped by the evaluation). The relation dicts are
-    shared, not copied."""
+    shared, not copied. Columnar ground truth (:class:`~uasan.evaluation.RelationColumns`, a relation file) is
+    filtered into the same kind."""
+    if isinstance(groundtruth, ColumnarRelations):
+        return groundtruth.filter(objects, predicates)
     if not isinstance(groundtruth, Mapping):
         raise ValueError(f"filter_groundtruth: expected groundtruth to be a dict, got {type(groundtruth).__name__}")
     objs = None if objects is None else frozenset(objects)

@@ -22,7 +22,9 @@ Definitions follow VidVRD-helper ``evaluation/visual_relation_detection.py`` (``
 
 ``evaluate_relations`` runs the matching loop and the vIoU in C++ (``csrc/eval.cpp``) on flat arrays built once
 per call; ``evaluate_relations_ref`` restates the official algorithm in plain Python on top of
-:func:`uasan.ops.viou_ref` and is the reference the fast path is tested against.
+:func:`uasan.ops.viou_ref` and is the reference the fast path is tested against. Either input may instead be
+columnar (:class:`~uasan.evaluation.RelationColumns`, or a relation file read lazily by
+:mod:`uasan.evaluation.files`): :mod:`uasan.evaluation.tables` then hands its arrays to the same C++ matcher.
 
 Bad input raises ``ValueError`` naming the argument, the video, the relation index and the field. Predictions
 for videos without ground truth are ignored unchecked, as the official code ignores them. By default
@@ -36,199 +38,33 @@ faster on VidVRD-sized inputs; the relation fields and box counts are still chec
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from uasan import _ext
+from uasan.evaluation._common import (
+    _EPS32,
+    Relation,
+    RelationsByVideo,
+    _boxes_array,
+    _check_options,
+    _check_videos,
+    _relation_list,
+    _summarise,
+    parse_relation,
+)
+from uasan.evaluation.columns import ColumnarRelations
 
-Relation = Mapping[str, Any]
-RelationsByVideo = Mapping[Any, Sequence[Relation]]
-
-_EPS32 = np.finfo(np.float32).eps
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# input checks shared by both paths
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _is_seq(x: Any) -> bool:
-    """A list-like value (NumPy arrays included), not a string or a mapping."""
-    return isinstance(x, (Sequence, np.ndarray)) and not isinstance(x, (str, bytes))
-
-
-def _where(op: str, arg: str, vid: Any, i: int, field: str | None = None) -> str:
-    return f"{op}: {arg}[{vid!r}][{i}]" + (f" field {field!r}" if field else "")
-
-
-def _check_options(op: str, viou_threshold: Any, det_nreturns: Any, tag_nreturns: Any) -> tuple:
-    if isinstance(viou_threshold, bool) or not isinstance(viou_threshold, numbers.Real) or math.isnan(viou_threshold):
-        raise ValueError(f"{op}: expected viou_threshold to be a real number, but got {viou_threshold!r}")
-
-    def ks(name: str, value: Any) -> tuple[int, ...]:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ValueError(f"{op}: expected {name} to be a sequence of non-negative integers, but got {value!r}")
-        out = []
-        for k in value:
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-                raise ValueError(f"{op}: expected {name} to hold non-negative integers, but got {k!r}")
-            out.append(int(k))
-        if len(set(out)) != len(out):  # the official code would count a repeated K twice
-            raise ValueError(f"{op}: expected {name} to hold distinct values, but got {value!r}")
-        return tuple(out)
-
-    return float(viou_threshold), ks("det_nreturns", det_nreturns), ks("tag_nreturns", tag_nreturns)
-
-
-def _check_videos(op: str, arg: str, data: Any) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f"{op}: expected {arg} to be a dict of video id -> list of relations, got {type(data).__name__}"
-        )
-
-
-def _relation_list(op: str, arg: str, vid: Any, rels: Any) -> Sequence[Relation]:
-    if not _is_seq(rels):
-        raise ValueError(f"{op}: expected {arg}[{vid!r}] to be a list of relations, but got {type(rels).__name__}")
-    return rels
-
-
-def _parse_triplet(op: str, arg: str, vid: Any, i: int, triplet: Any) -> tuple:
-    if not _is_seq(triplet) or len(triplet) != 3:
-        raise ValueError(
-            f"{_where(op, arg, vid, i, 'triplet')}: expected [subject, predicate, object], got {triplet!r}"
-        )
-    t = tuple(triplet)
-    try:
-        hash(t)
-    except TypeError:
-        raise ValueError(
-            f"{_where(op, arg, vid, i, 'triplet')}: expected hashable categories, got {triplet!r}"
-        ) from None
-    return t
-
-
-def _as_frame(x: Any) -> int | None:
-    if type(x) is int:
-        return x
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, numbers.Integral):
-        return int(x)
-    if isinstance(x, numbers.Real) and math.isfinite(x) and float(x).is_integer():
-        return int(x)
-    return None
-
-
-def _parse_duration(op: str, arg: str, vid: Any, i: int, duration: Any) -> tuple[int, int]:
-    if not _is_seq(duration) or len(duration) != 2:
-        raise ValueError(f"{_where(op, arg, vid, i, 'duration')}: expected [begin, end), got {duration!r}")
-    b, e = _as_frame(duration[0]), _as_frame(duration[1])
-    if b is None or e is None or not 0 <= b < e:
-        raise ValueError(
-            f"{_where(op, arg, vid, i, 'duration')}: expected integer frames 0 <= begin < end, got {duration!r}"
-        )
-    return b, e
-
-
-def _check_traj_len(op: str, arg: str, vid: Any, i: int, field: str, traj: Any, frames: int) -> None:
-    try:
-        n = len(traj)
-    except TypeError:
-        n = None
-    if n is None or isinstance(traj, (str, bytes, Mapping)):
-        raise ValueError(f"{_where(op, arg, vid, i, field)}: expected a list of [x1, y1, x2, y2] boxes")
-    if n != frames:
-        raise ValueError(
-            f"{_where(op, arg, vid, i, field)}: expected one box per frame of the duration ({frames}), but got {n}"
-        )
-
-
-def _parse_score(op: str, arg: str, vid: Any, i: int, score: Any) -> float:
-    if type(score) is float:
-        s = score
-    elif isinstance(score, numbers.Real) and not isinstance(score, bool):
-        s = float(score)
-    else:
-        raise ValueError(f"{_where(op, arg, vid, i, 'score')}: expected a real number, got {score!r}")
-    if not math.isfinite(s):
-        raise ValueError(f"{_where(op, arg, vid, i, 'score')}: expected a finite number, got {score!r}")
-    return s
-
-
-def parse_relation(op: str, arg: str, vid: Any, i: int, rel: Any, with_score: bool) -> tuple:
-    """Checks one relation dict (everything but the box values) -> (triplet, begin, end, score, sub, obj).
-
-    Raises ``ValueError`` naming ``arg[vid][i]`` and the field: a missing field, a triplet that is not three
-    hashable categories, a duration that is not integer frames ``0 <= begin < end``, trajectories whose box count
-    differs from ``end - begin``, a score that is not a finite real number.
-    """
-    if not isinstance(rel, Mapping):
-        raise ValueError(f"{_where(op, arg, vid, i)}: expected a relation dict, but got {type(rel).__name__}")
-    try:
-        triplet = rel["triplet"]
-        duration = rel["duration"]
-        sub = rel["sub_traj"]
-        obj = rel["obj_traj"]
-        score = rel["score"] if with_score else None
-    except KeyError as exc:
-        raise ValueError(f"{_where(op, arg, vid, i)}: missing field {exc.args[0]!r}") from None
-    t = _parse_triplet(op, arg, vid, i, triplet)
-    b, e = _parse_duration(op, arg, vid, i, duration)
-    _check_traj_len(op, arg, vid, i, "sub_traj", sub, e - b)
-    _check_traj_len(op, arg, vid, i, "obj_traj", obj, e - b)
-    s = _parse_score(op, arg, vid, i, score) if with_score else 0.0
-    return t, b, e, s, sub, obj
-
-
-def _boxes_array(op: str, arg: str, vid: Any, i: int, field: str, traj: Any) -> np.ndarray:
-    """One trajectory as a (T, 4) float64 array of finite boxes with x2 >= x1 and y2 >= y1."""
-    where = _where(op, arg, vid, i, field)
-    try:
-        arr = np.asarray(traj, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a list of [x1, y1, x2, y2] boxes of numbers") from None
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{where}: expected a list of [x1, y1, x2, y2] boxes, got an array of shape {arr.shape}")
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        j = int(np.argmin(finite))
-        raise ValueError(f"{where}: expected finite coordinates, but box {j} is {arr[j].tolist()}")
-    bad = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
-    if bad.any():
-        j = int(np.argmax(bad))
-        raise ValueError(f"{where}: expected boxes with x2 >= x1 and y2 >= y1, but box {j} is {arr[j].tolist()}")
-    return arr
-
-
-def _summarise(
-    ap: dict[Any, float],
-    hits: dict[int, int],
-    n_gt: int,
-    n_pred: int,
-    tag_prec: dict[int, list],
-    det_nreturns: tuple[int, ...],
-    tag_nreturns: tuple[int, ...],
-    per_video: bool,
-) -> dict[str, Any]:
-    """The official ``evaluate`` tail: np.mean over per-video APs and precisions, float32 recalls."""
-    out: dict[str, Any] = {}
-    out["mAP"] = float(np.mean(list(ap.values()))) if ap else 0.0
-    for k in det_nreturns:
-        # rec[-1] of the float32 cumsum over every video's top K: the hit count over the ground-truth count.
-        rec = np.float32(hits[k]) / np.maximum(n_gt, _EPS32)
-        out[f"R@{k}"] = float(rec) if n_gt and n_pred else 0.0
-    for k in tag_nreturns:
-        # The list mixes np.float32 precisions and Python 0.0 exactly like the official one, so np.mean promotes
-        # and accumulates the same way.
-        out[f"P@{k}"] = float(np.mean(tag_prec[k])) if ap else 0.0
-    if per_video:
-        out["per_video"] = {vid: float(v) for vid, v in ap.items()}
-    return out
-
+__all__ = [
+    "Relation",
+    "RelationsByVideo",
+    "evaluate_relations",
+    "evaluate_relations_ref",
+    "greedy_match_ref",
+    "parse_relation",
+]
 
 # ----------------------------------------------------------------------------------------------------------------
 # reference: the official algorithm restated in Python
@@ -377,9 +213,33 @@ def _recheck(op: str, groundtruth: Mapping, prediction: Mapping, arg: str, vid: 
     _boxes_array(op, arg, vid, i, "obj_traj", obj)
 
 
+def _as_dicts(data: Any) -> Any:
+    """Columnar input as the official dicts (for the reference path)."""
+    if isinstance(data, ColumnarRelations):
+        return (data if hasattr(data, "to_dicts") else data.to_columns()).to_dicts()
+    return data
+
+
+def _as_columns(op: str, groundtruth: Any, prediction: Any) -> tuple[ColumnarRelations, ColumnarRelations]:
+    """Both sides as columns; a dict side is read with the evaluator's checks (predictions: evaluated videos only)."""
+    from uasan.evaluation.columns import RelationColumns
+
+    if not isinstance(groundtruth, ColumnarRelations):
+        _check_videos(op, "groundtruth", groundtruth)
+        groundtruth = RelationColumns.from_dicts(
+            {vid: rels for vid, rels in groundtruth.items() if len(_relation_list(op, "groundtruth", vid, rels))},
+            scores=False,
+        )
+    if not isinstance(prediction, ColumnarRelations):
+        _check_videos(op, "prediction", prediction)
+        evaluated = set(groundtruth.videos[v] for v in np.flatnonzero(np.diff(groundtruth.video_offsets)))
+        prediction = RelationColumns.from_dicts(prediction, scores=True, videos=evaluated)
+    return groundtruth, prediction
+
+
 def evaluate_relations(
-    groundtruth: RelationsByVideo,
-    prediction: RelationsByVideo,
+    groundtruth: RelationsByVideo | ColumnarRelations,
+    prediction: RelationsByVideo | ColumnarRelations,
     viou_threshold: float = 0.5,
     det_nreturns: Sequence[int] = (50, 100),
     tag_nreturns: Sequence[int] = (1, 5, 10),
@@ -397,6 +257,10 @@ def evaluate_relations(
     ``check_boxes="all"`` checks every box of every evaluated relation; ``"used"`` reads and checks only the
     trajectories the matching compares (see the module docstring), which is several times faster.
     ``impl``: ``"auto"`` (C++ when built, else the reference), ``"cpp"``, ``"ref"``.
+
+    Either side may also be columnar: :class:`~uasan.evaluation.RelationColumns` (in memory) or a relation file
+    read lazily (:func:`~uasan.evaluation.read_predictions` with ``lazy=True``); the arrays then go to the C++
+    matcher in one call, and ``check_boxes="used"`` parses only the trajectories the matching compares.
     """
     op = "evaluate_relations"
     if impl not in ("auto", "cpp", "ref"):
@@ -406,9 +270,18 @@ def evaluate_relations(
     if impl == "auto" and not _ext.HAS_EXT:
         _ext.warn_fallback()
         impl = "ref"
+    columnar = isinstance(groundtruth, ColumnarRelations) or isinstance(prediction, ColumnarRelations)
     if impl == "ref":
+        if columnar:
+            groundtruth, prediction = _as_dicts(groundtruth), _as_dicts(prediction)
         return evaluate_relations_ref(groundtruth, prediction, viou_threshold, det_nreturns, tag_nreturns, per_video)
     thr, det_nreturns, tag_nreturns = _check_options(op, viou_threshold, det_nreturns, tag_nreturns)
+    if columnar:
+        from uasan.evaluation.tables import evaluate_tables, summarise_tables
+
+        gt, pred = _as_columns(op, groundtruth, prediction)
+        res = evaluate_tables(op, gt, pred, thr, det_nreturns, tag_nreturns, all_boxes=check_boxes == "all")
+        return summarise_tables(res, det_nreturns, tag_nreturns, per_video)
     _check_videos(op, "groundtruth", groundtruth)
     _check_videos(op, "prediction", prediction)
     gt = groundtruth if type(groundtruth) is dict else dict(groundtruth)
