@@ -33,7 +33,7 @@ from uasan.engine.distributed import (  # noqa: E402
 )
 from uasan.models import UASAN, ModelSpec  # noqa: E402
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
+SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
 OBJECTS = ["person", "dog", "horse"]
 PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
 N, S = 3, 4
@@ -48,6 +48,7 @@ def batch(n: int) -> dict[str, torch.Tensor]:
     p = int(keep.sum())
     return {
         "traj_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
+        "gt_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
         "union_feats": torch.randn(p, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
         "motion": torch.randn(p, 14, generator=g, dtype=DTYPE),
         "subj": s[keep],

@@ -40,7 +40,7 @@ from uasan.engine.distributed import (  # noqa: E402
 )
 from uasan.models import UASAN, ModelSpec  # noqa: E402
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
+SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
 OBJECTS = ["person", "dog", "horse"]
 PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
 SEGMENTS, N, S = 2, 3, 4  # segments in the global batch, trajectories per segment, feature tokens per trajectory
@@ -56,6 +56,7 @@ def segment(i: int) -> dict[str, torch.Tensor]:
     P = int(keep.sum())
     return {
         "traj_feats": torch.randn(N, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
+        "gt_feats": torch.randn(N - 1, S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
         "union_feats": torch.randn(P, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
         "motion": torch.randn(P, 14, generator=g, dtype=DTYPE),
         "subj": s[keep],
