@@ -332,11 +332,8 @@ def select_rows(rel: SegmentRelations, inference_topk: int) -> tuple[np.ndarray,
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenated index ranges ``[starts[i], starts[i] + lengths[i])``, (sum(lengths),) int64."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths) + np.arange(total, dtype=np.int64)
+    first = np.cumsum(lengths) - lengths  # where range i starts in the output
+    return np.repeat(np.asarray(starts, dtype=np.int64) - first, lengths) + np.arange(int(lengths.sum()))
 
 
 def to_groups(rel: SegmentRelations) -> dict:
