@@ -121,6 +121,14 @@ def test_columns_awkward_layouts(rng):
         greedy_relation_association(f32, impl="cpp", output="arrays"),
         greedy_relation_association_ref(f32, output="arrays"),
     )
+    # already in processing order and nothing cut: the C++ path takes the boxes as they are
+    ordered = {k: sorted(groups[k], key=lambda r: r["score"], reverse=True) for k in sorted(groups)}
+    cols = to_columns(ordered)
+    assert_arrays_equal(
+        greedy_relation_association(cols, impl="cpp", output="arrays"),
+        greedy_relation_association_ref(cols, output="arrays"),
+    )
+    assert greedy_relation_association(cols, impl="cpp") == greedy_relation_association_ref(ordered)
     empty = to_columns({})
     assert greedy_relation_association(empty, impl="cpp") == [] == greedy_relation_association_ref(empty)
     none = to_columns({(0, 30): [], (15, 45): []})

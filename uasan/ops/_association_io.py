@@ -300,9 +300,9 @@ def check_relations(rel: Any) -> SegmentRelations:
              f"{duration[bad[0]].tolist()}")  # fmt: skip
     rows = int(2 * (duration[:, 1] - duration[:, 0]).sum())
     boxes = _array(rel.boxes, "boxes", np.float64, (rows, 4))
-    ok = np.isfinite(boxes).all(1) & (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
-    if not ok.all():
-        row = int(np.argmin(ok))
+    ordered = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])  # (rows,); False where a NaN is
+    if not (np.isfinite(boxes).all() and ordered.all()):  # whole-array reductions first: the common case is fast
+        row = int(np.argmin(np.isfinite(boxes).all(1) & ordered))
         r = int(np.searchsorted(rel._replace(duration=duration).box_offsets, row, side="right")) - 1
         fail(f"expected relations.boxes to be finite with x2 >= x1 and y2 >= y1, but box row {row} (relation {r}) "
              f"is {boxes[row].tolist()}")  # fmt: skip
