@@ -50,12 +50,13 @@ def hand_batch():
     )
     obj = torch.tensor(
         [
-            [0.7, 0.1, 0.1, 0.1],
-            [0.1, 0.6, 0.2, 0.1],
-            [0.1, 0.1, 0.5, 0.3],
+            [0.63, 0.18, 0.09, 0.1],  # dog: 0.63 / (1 - 0.1) = 0.7 among the object classes
+            [0.1, 0.6, 0.3, 0.0],
+            [0.2, 0.3, 0.5, 0.0],
             [0.1, 0.1, 0.1, 0.7],  # t3: background
             [0.2, 0.5, 0.2, 0.1],
-        ]
+        ],
+        dtype=torch.float64,
     )
     # pairs (0,1) (0,2) (1,0) (1,2) (2,0) (2,1) | (3,4) (4,3); predicates chase near bite ride watch
     pred = torch.tensor(

@@ -2,9 +2,9 @@
 
 Per segment (RePro ``tools/eval_relation_cls.py`` + ``utils/evaluate.py: EvalFmtCvtor.to_eval_json_format``):
 
-1. Trajectories take their class and score: SGDet / SGCls the argmax and the max of the object probabilities (a
-   background argmax drops the trajectory: its pairs are no candidates, DESIGN §6); PredCls the ground-truth class
-   with score 1.
+1. Trajectories take their class and score: SGDet / SGCls the argmax of the object probabilities and its
+   probability among the object classes (RePro's max softmax; a background argmax drops the trajectory: its pairs
+   are no candidates, DESIGN §6); PredCls the ground-truth class with score 1.
 2. Every ordered pair (s, o), s ≠ o, keeps its ``pred_topk`` highest-scored target predicates (``torch.topk`` in
    RePro; here a stable sort, so ties go to the lower predicate id). Candidates are ordered pair-major, then rank.
 3. Triplet score ``mean`` = (p + s + o) / 3 (RePro's camera-ready setting) or ``product`` = p · s · o.
@@ -53,14 +53,20 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def object_labels(batch: SegmentBatch, obj_probs: torch.Tensor, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) class id (−1 = background / none) and (N,) score of every trajectory; ``obj_probs`` (N, C_obj + 1)."""
+    """(N,) class id (−1 = background / none) and (N,) score of every trajectory; ``obj_probs`` (N, C_obj + 1).
+
+    PredCls: the ground-truth class, score 1. SGDet / SGCls: the argmax of ``obj_probs``, −1 when that is the
+    background column; the score is the class's probability among the object classes, ``p_c / (1 − p_bg)``: the
+    softmax over the object classes alone, RePro's score (its classifier has no background class)."""
     if mode == "PredCls":
         labels = batch.traj_classes.numpy()
         return labels, np.where(labels >= 0, 1.0, 0.0)
-    best = obj_probs.argmax(-1).numpy()
-    scores = obj_probs.max(-1).values.numpy().astype(np.float64)
-    background = obj_probs.shape[1] - 1
-    return np.where(best == background, -1, best), scores
+    probs = obj_probs.detach().float().cpu().numpy().astype(np.float64)  # (N, C_obj + 1)
+    best = probs.argmax(1) if probs.size else np.zeros(len(probs), dtype=np.int64)
+    classes = 1.0 - probs[:, -1]  # (N,) probability mass of the object classes
+    top = probs[np.arange(len(probs)), best]
+    scores = np.divide(top, classes, out=np.zeros_like(top), where=classes > 0)
+    return np.where(best == probs.shape[1] - 1, -1, best), scores
 
 
 @dataclass(frozen=True)
