@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from uasan import ops
 from uasan import predict as P
 from uasan.data import Segment, SegmentDataset, Vocabulary, all_pairs, collate_segments, load_groundtruth
 from uasan.engine.config import InferConfig, TrainConfig, load_config
 from uasan.evaluation import evaluate_files, evaluate_relations, filter_groundtruth, split_categories
-from uasan.inference import segment_candidates, segment_groundtruth, split_classification
+from uasan.inference import VideoColumns, segment_candidates, segment_groundtruth, split_classification
 
 SPLIT = {
     "objects": {"base": ["dog", "cat"], "novel": ["fox"]},
@@ -123,6 +124,26 @@ def test_segment_relations_cut_trajectories_to_the_common_span():
     assert second["triplet"] == ["dog", "near", "fox"] and second["duration"] == [6, 10]
     assert len(second["sub_traj"]) == len(second["obj_traj"]) == 4
     assert set(first) == {"triplet", "score", "duration", "sub_traj", "obj_traj"}  # the official format
+
+
+def test_video_columns_in_order_and_empty(tmp_path):
+    batch, obj, pred = hand_batch()
+    cand = segment_candidates(batch, obj, pred, "SGDet", np.arange(5), InferConfig(2, 3, "mean"))
+    cols = VideoColumns(VOCAB, InferConfig())
+    cols.add(batch, cand)
+    want = {"v": ops.greedy_relation_association(P.segment_relations(batch, obj, pred, "SGDet", VOCAB, np.arange(5),
+                                                                     3, pred_topk=2)["v"])}  # fmt: skip
+    assert cols.result().to_dicts() == want and len(want["v"]) == 2
+    again = VideoColumns(VOCAB, InferConfig())
+    again.add(batch, cand)
+    other = collate_segments([segment("w", 0, 10, [(0, 10)], [0])])
+    again.add(other, segment_candidates(other, obj[:1], pred[:0], "SGDet", np.arange(5), InferConfig()))
+    with pytest.raises(ValueError, match="segments of video 'v' do not come one after the other"):
+        again.add(batch, cand)
+    empty = VideoColumns(VOCAB, InferConfig()).result()  # no segment at all
+    assert len(empty) == 0 and empty.videos == ()
+    empty.write_json(tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text()) == {"version": "VERSION 1.0", "results": {}}
 
 
 def test_split_classification_and_segment_groundtruth():

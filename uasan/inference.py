@@ -37,6 +37,7 @@ from uasan.evaluation import RelationColumns
 
 __all__ = [
     "Candidates",
+    "association_options",
     "VideoColumns",
     "candidate_dicts",
     "object_labels",
@@ -189,6 +190,16 @@ def candidate_dicts(
     return out
 
 
+def association_options(infer: InferConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`uasan.ops.greedy_relation_association` that the ``infer`` section sets."""
+    return {
+        "linkage_threshold": infer.association_linkage,
+        "inference_topk": infer.topk_per_segment,
+        "association_topk": infer.association_topk,
+        "nms": infer.association_nms,
+    }
+
+
 class VideoColumns:
     """Gathers one target split's candidates as columns and associates each video once all its segments are in.
 
@@ -237,14 +248,7 @@ class VideoColumns:
             duration=np.concatenate([p[4] for p in parts]).reshape(-1, 2),
             boxes=np.concatenate([p[5] for p in parts]),
         )
-        out = ops.greedy_relation_association(
-            rel,
-            linkage_threshold=self.infer.association_linkage,
-            inference_topk=self.infer.topk_per_segment,
-            association_topk=self.infer.association_topk,
-            nms=self.infer.association_nms,
-            output="arrays",
-        )
+        out = ops.greedy_relation_association(rel, **association_options(self.infer), output="arrays")
         codes, index = np.unique(out.triplet, return_inverse=True)
         n_pred, n_obj = len(self.vocab.predicates), len(self.vocab.objects)
         names = tuple(
@@ -261,6 +265,11 @@ class VideoColumns:
     def result(self) -> RelationColumns:
         """Every video's relations (call once, after the last :meth:`add`)."""
         self._finish()
+        if not self._done:  # no segment at all: still predictions (with scores), of no video
+            z = np.zeros(0, dtype=np.int64)
+            return RelationColumns(
+                (), np.zeros(1, np.int64), (), z, z.reshape(0, 2), np.zeros(0), np.zeros(1, np.int64), np.zeros((0, 4))
+            )
         return RelationColumns.concat(self._done)
 
 

@@ -45,6 +45,7 @@ from uasan.evaluation import (
 from uasan.evaluation.columns import ColumnarRelations
 from uasan.inference import (
     VideoColumns,
+    association_options,
     candidate_dicts,
     segment_candidates,
     segment_groundtruth,
@@ -183,16 +184,6 @@ def segment_relations(
 
 def predicate_ids_for(vocab: Vocabulary, split: str) -> np.ndarray:
     return np.flatnonzero(vocab.predicate_mask(split))
-
-
-def association_options(infer: InferConfig) -> dict[str, Any]:
-    """The keyword arguments of :func:`uasan.ops.greedy_relation_association` that the ``infer`` section sets."""
-    return {
-        "linkage_threshold": infer.association_linkage,
-        "inference_topk": infer.topk_per_segment,
-        "association_topk": infer.association_topk,
-        "nms": infer.association_nms,
-    }
 
 
 def predict(
