@@ -84,8 +84,17 @@ def test_bad_override_and_missing_root(tmp_path, capsys):
     assert train.main(["--out", str(tmp_path), "model.nope=1"]) == 2
     assert "model.nope" in capsys.readouterr().err
     assert train.main(["--out", str(tmp_path), "--config", "vidvrd"]) == 2
+    err = capsys.readouterr().err  # real data needs a BLIP-2 checkpoint: said before anything else
+    assert "model.bridge_path" in err and "BLIP-2" in err
+    assert not any(tmp_path.iterdir())
+    blip2 = tmp_path / "blip2"
+    assert train.main(["--out", str(tmp_path / "o"), "--config", "vidvrd", f"model.bridge_path={tmp_path}"]) == 2
+    assert "not a BLIP-2 checkpoint folder" in capsys.readouterr().err
+    blip2.mkdir()
+    (blip2 / "config.json").write_text('{"model_type": "blip-2"}')
+    assert train.main(["--out", str(tmp_path / "o"), "--config", "vidvrd", f"model.bridge_path={blip2}"]) == 2
     assert "--data-root" in capsys.readouterr().err
-    assert train.main(["--out", str(tmp_path), "--data-root", str(tmp_path / "missing")]) == 2
+    assert train.main(["--out", str(tmp_path / "p"), "--data-root", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -93,6 +93,14 @@ def check_bridge_source(cfg: TrainConfig) -> None:
             "model.bridge_path=/path/to/blip2-itm-vit-g (README, 'Real data'). The MiniLM bridge is aligned only by "
             "the synthetic world's pretraining corpus (stage 0)"
         )
+    if cfg.data.dataset != "synth":
+        from uasan.models.bridge import is_blip2_folder
+
+        if not is_blip2_folder(cfg.model.bridge_path):
+            raise ValueError(
+                f"model.bridge_path: {cfg.model.bridge_path} is not a BLIP-2 checkpoint folder (its config.json must "
+                "say model_type 'blip-2'; save Salesforce/blip2-itm-vit-g with save_pretrained)"
+            )
 
 
 def prepare_data(cfg: TrainConfig, out: Path, progress: bool) -> Path:

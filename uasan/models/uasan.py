@@ -6,13 +6,14 @@ background class) for trajectory classification, Eq. 1–3: p(c | F) = softmax_c
 classes + background. Stage 2 freezes the bridge and trains the relation model:
 
 * VisualRefiner: F̂ = Attn(V, F, F) for trajectories and union regions (width d), mapped into the bridge's ITC space
-  (e) by ``to_itc`` (the identity when d = e; a learned linear map otherwise: the ITC space stays the bridge's);
+  (e) by ``to_itc`` (a learned linear map, the identity at the start when d = e: the ITC space stays the bridge's);
 * L_dis (Eq. 4) = ‖to_itc(F̂) − BridgeEnc(F)‖ on the ground-truth trajectories of the training segments (per query
   token, averaged); ``distil_union`` also distils the union regions of the batch's pairs (off by default);
 * L_traj: the refined proposal tokens classified by Eq. 3 against the frozen bridge's class embeddings;
 * motion tokens F_mot (P, L_mot, d) from the 14-d relative motion + GIoU features;
 * SACEncoder over [F̂_S; F̂_O; Û; F_mot] → F_enc; URADecoder → F_dec;
-* predictor (Eq. 11): R = Norm(φ_pre(F_dec + F_enc[U] + Û + F_mot)) (each pooled over its tokens),
+* predictor (Eq. 11): R = Norm(φ_pre(F_dec + F_enc[U] + Û + F_mot)) (each pooled over its tokens), φ_pre a residual
+  MLP (x + MLP(x)): what the distilled Û carries of the bridge's space reaches the predictor unchanged at the start,
   logits = cos(to_itc(R), r_c) / τ_rel with r_c the learned prompts through the bridge's text path (Eq. 9–10);
   multi-label: RePro's sigmoid focal loss (L_union);
 * a fine-grained pair branch on [F̂_S; F̂_O] with its own prompts and τ (L_fg, the same loss).
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uasan.models.bridge import BridgeEncoder
-from uasan.models.layers import FeedForward, SACEncoder, URADecoder, VisualRefiner
+from uasan.models.layers import FeedForward, Residual, SACEncoder, URADecoder, VisualRefiner
 from uasan.models.losses import cross_entropy, distillation_loss, relation_focal_loss
 from uasan.models.prompts import PromptLearner
 
@@ -79,7 +80,13 @@ class UASAN(nn.Module):
         e = self.bridge.embed_dim
         self.background = nn.Parameter(torch.randn(e) * 0.02)  # text-free class for proposals that match nothing
         self.refiner = VisualRefiner(spec.visual_dim, d, spec.L, spec.heads, spec.impl)
-        self.to_itc = nn.Identity() if d == e else nn.Linear(d, e)  # relation width d → the bridge's ITC space
+        # relation width d → the bridge's ITC space: a learned linear map, the identity at the start when d = e (the
+        # refiner's last LayerNorm fixes its output's scale; the map lets L_dis match the bridge's scale at once)
+        self.to_itc = nn.Linear(d, e)
+        if d == e:
+            with torch.no_grad():
+                self.to_itc.weight.copy_(torch.eye(d))
+                self.to_itc.bias.zero_()
         uses_union = spec.variant != "A"
         self.motion = (
             nn.Sequential(nn.Linear(MOTION_DIM, d), nn.GELU(), nn.Linear(d, spec.L_mot * d)) if uses_union else None
@@ -87,7 +94,7 @@ class UASAN(nn.Module):
         self.encoder = SACEncoder(d, spec.heads, spec.impl) if spec.variant in ("C", "full") else None
         self.decoder = URADecoder(d, spec.heads, spec.impl) if spec.variant == "full" else None
         self.pair_proj = nn.Linear(2 * d, d)  # [F̂_S; F̂_O] pooled → d, for variants A/B and the L_fg branch
-        self.pre = nn.Sequential(FeedForward(d), nn.LayerNorm(d))  # Norm(φ_pre(·))
+        self.pre = nn.Sequential(Residual(FeedForward(d)), nn.LayerNorm(d))  # Norm(φ_pre(·)), φ_pre(x) = x + MLP(x)
         self.fg_head = nn.Sequential(FeedForward(d), nn.LayerNorm(d))
         width = self.bridge.hidden_size
         self.rel_prompts = PromptLearner(width, spec.L_rel)
