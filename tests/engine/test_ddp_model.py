@@ -54,6 +54,12 @@ def segment(i: int) -> dict[str, torch.Tensor]:
     s, o = torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij")
     keep = s != o
     P = int(keep.sum())
+    # RePro's relation loss averages positive and background pairs separately within a batch, so the mean of the
+    # per-process losses is the global one when every process holds as many of each: half of each segment's pairs
+    # have a predicate, half are background
+    targets = (torch.rand(P, len(PREDICATES), generator=g) > 0.6).to(DTYPE)
+    targets[: P // 2, 0] = 1.0
+    targets[P // 2 :] = 0.0
     return {
         "traj_feats": torch.randn(N, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
         "gt_feats": torch.randn(N - 1, S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
@@ -62,7 +68,7 @@ def segment(i: int) -> dict[str, torch.Tensor]:
         "subj": s[keep],
         "obj": o[keep],
         "traj_labels": torch.randint(0, len(OBJECTS) + 1, (N,), generator=g),  # [0, C]; C = background; none ignored
-        "predicate_targets": (torch.rand(P, len(PREDICATES), generator=g) > 0.6).float(),
+        "predicate_targets": targets,
     }
 
 
