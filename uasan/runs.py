@@ -44,6 +44,7 @@ RUN_ENTRIES = (
     "metrics.md",
     "curves.png",
     "predictions",
+    "visualize",  # OUT/visualize/<first test video>.png (uasan.visualize.run_picture)
     "variant_*",
     "ablation.md",
     "ablation.json",
