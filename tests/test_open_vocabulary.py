@@ -63,7 +63,9 @@ def test_renaming_novel_classes_changes_no_weight(tmp_path, mini_world):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert set(states[1]["split"]["predicates"]["novel"]) == {names[p] for p in states[0]["split"]["predicates"]["novel"]}
+    assert set(states[1]["split"]["predicates"]["novel"]) == {
+        names[p] for p in states[0]["split"]["predicates"]["novel"]
+    }
 
 
 def test_skip_eval_needs_no_test_subset(tmp_path, mini_world):

@@ -60,7 +60,11 @@ def test_bridge_shapes_and_trainable_parts(tiny_spec):
     assert wrapped == {
         "vision_projection",
         "text_projection",
-        *(f"qformer.encoder.layer.0.{a}.attention.{q}" for a in ("attention", "crossattention") for q in ("query", "value")),
+        *(
+            f"qformer.encoder.layer.0.{a}.attention.{q}"
+            for a in ("attention", "crossattention")
+            for q in ("query", "value")
+        ),
     }
     other = BridgeEncoder.from_text_model(tiny_spec.visual_dim, embed_dim=16, num_queries=tiny_spec.L, num_layers=1)
     other.add_lora(r=2)
