@@ -154,6 +154,8 @@ def run_baselines(
         "stage0_zero_shot": zero_shot_scorer(bridge.to(device), vocab, device),
     }
     return {
-        name: P.run_evaluation(scorer, root, vocab, cfg, split, device=device, progress=progress, groundtruth=groundtruth)
+        name: P.run_evaluation(
+            scorer, root, vocab, cfg, split, device=device, progress=progress, groundtruth=groundtruth
+        )
         for name, scorer in scorers.items()
     }

@@ -146,7 +146,12 @@ class BridgeITC(nn.Module):
 
     @torch.no_grad()
     def evaluate(
-        self, feats: torch.Tensor, caption_ids: torch.Tensor, objects: list[str], predicates: list[str], batch: int = 256
+        self,
+        feats: torch.Tensor,
+        caption_ids: torch.Tensor,
+        objects: list[str],
+        predicates: list[str],
+        batch: int = 256,
     ) -> dict[str, float]:
         """Held-out retrieval (see the module docstring); ``objects`` / ``predicates`` are phrases."""
         bridge = self.bridge
@@ -307,7 +312,8 @@ def train_stage0(
     trainer = Trainer(
         ddp, opt, loader, lambda m, b: m(b[0], b[1]), max_epochs=p.epochs,
         scheduler=warmup_cosine_schedule(opt, min(p.warmup_steps, total // 2), total),
-        hooks=default_hooks(eval_fn=eval_fn, eval_every=max(cfg.train.eval_every_epoch, 1), log_every=cfg.train.log_every,
+        hooks=default_hooks(eval_fn=eval_fn, eval_every=max(cfg.train.eval_every_epoch, 1),
+                            log_every=cfg.train.log_every,
                             items_fn=lambda b: b[0].shape[0], items_name="items", progress=progress),
         grad_clip=None, amp_bf16=cfg.train.amp_bf16 and device.type == "cuda", out_dir=out_dir, device=device,
         save_frozen=False,

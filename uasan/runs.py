@@ -3,9 +3,9 @@ made before it writes anything (see :mod:`uasan.engine.run_folder` for the gener
 
 A fresh run refuses a folder that holds another run (``--overwrite`` deletes that run's entries, RUN_ENTRIES, and
 keeps a generated world of the same seed in ``OUT/data``); ``--resume`` first checks that the config equals the
-stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses ``OUT/stage0/bridge.pt`` and ``--stage 2``
-(and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for the same bridge (``STAGE0_FIELDS``,
-BRIDGE_FIELDS).
+stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses ``OUT/stage0/bridge.pt`` and
+``--stage 2`` (and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for the same bridge
+(``STAGE0_FIELDS``, BRIDGE_FIELDS).
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ def test_visual_embedding_equals_the_checkpoints_itc(checkpoint, reference, whic
 def test_max_over_queries_equals_logits_per_image(checkpoint, reference, which):
     bridge = bridges(checkpoint)[which]
     with torch.no_grad():
-        sim = bridge.similarity(bridge.encode_visual(reference["tokens"]), bridge.encode_text(reference["ids"],
-                                                                                            reference["mask"]))  # fmt: skip
+        text = bridge.encode_text(reference["ids"], reference["mask"])
+        sim = bridge.similarity(bridge.encode_visual(reference["tokens"]), text)
         logits = bridge.classify(bridge.encode_visual(reference["tokens"]), bridge.encode_names(PROMPTS))
     want = reference["out"].logits_per_image  # (B, C), raw cosine
     torch.testing.assert_close(sim, want, atol=1e-6, rtol=1e-5)

@@ -205,7 +205,8 @@ def test_tiny_model_overfits_two_segments(tiny_spec):
         first = first or {k: v.item() for k, v in losses.items()}
         sum(losses.values()).backward()
         opt.step()
-    # the focal loss of a positive at cos/τ_rel ≈ 14 is small but not 0 (τ_rel moves slowly): a 10× fall, every row right
+    # the focal loss of a positive at cos/τ_rel ≈ 14 is small but not 0 (τ_rel moves slowly):
+    # a 10× fall, every row right
     assert losses["L_union"].item() < first["L_union"] / 10 and losses["L_fg"].item() < first["L_fg"] / 2
     scores = model.predicate_scores(traj_feats, union, motion, subj, obj, PREDICATES)
     assert (scores.argmax(1) == targets.argmax(1)).all()

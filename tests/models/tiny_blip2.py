@@ -16,8 +16,16 @@ WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "the", "of", "to", "
          "creep", "touch", "past", "bicycle", "cat", "ball", "sports", "##s", "##ing"]  # fmt: skip
 
 
-def write_tiny_blip2(folder: str | Path, visual_dim: int = 24, num_queries: int = 4, embed_dim: int = 16,
-                     hidden: int = 32, layers: int = 2, seed: int = 0, words: list[str] | None = None) -> Path:  # fmt: skip
+def write_tiny_blip2(
+    folder: str | Path,
+    visual_dim: int = 24,
+    num_queries: int = 4,
+    embed_dim: int = 16,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    words: list[str] | None = None,
+) -> Path:
     """Writes the checkpoint (config.json, model.safetensors, tokenizer files) into ``folder``; returns it."""
     import torch
     from transformers import (

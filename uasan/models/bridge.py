@@ -181,8 +181,10 @@ class BridgeEncoder(nn.Module):
         q_cfg.pop("model_type", None)
         qconfig = Blip2QFormerConfig(**q_cfg)
         if not qconfig.use_qformer_text_input:
-            raise ValueError(f"{what}: {folder / 'config.json'}: field 'qformer_config.use_qformer_text_input' is false "
-                             "(the checkpoint has no text path; use a Blip2ForImageTextRetrieval checkpoint)")  # fmt: skip
+            raise ValueError(
+                f"{what}: {folder / 'config.json'}: field 'qformer_config.use_qformer_text_input' is false "
+                "(the checkpoint has no text path; use a Blip2ForImageTextRetrieval checkpoint)"
+            )
         state = read_blip2_weights(folder, what)
         if "query_tokens" not in state or "vision_projection.weight" not in state:
             raise ValueError(f"{what}: {folder} lacks query_tokens / vision_projection (not an ITC checkpoint)")
@@ -291,11 +293,15 @@ class BridgeEncoder(nn.Module):
         if self.lora is not None:
             raise ValueError("BridgeEncoder.add_lora: the bridge already has a LoRA adapter")
         if r < 0 or alpha <= 0 or not 0 <= dropout < 1:
-            raise ValueError(f"model.lora_*: expected r >= 0, alpha > 0, dropout in [0, 1), got {r}, {alpha}, {dropout}")
+            raise ValueError(
+                f"model.lora_*: expected r >= 0, alpha > 0, dropout in [0, 1), got {r}, {alpha}, {dropout}"
+            )
         if r > 0:
             from peft import LoraConfig, inject_adapter_in_model
 
-            cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", target_modules=list(LORA_TARGETS))
+            cfg = LoraConfig(
+                r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", target_modules=list(LORA_TARGETS)
+            )
             inject_adapter_in_model(cfg, self)
         for name, p in self.named_parameters():
             p.requires_grad_("lora_" in name or name == "logit_scale")
