@@ -83,4 +83,4 @@ def test_skip_eval_needs_no_test_subset(tmp_path, mini_world):
     assert (out / "model.pt").is_file() and not (out / "metrics.json").exists()
     records = [json.loads(line) for line in (out / "stage2" / "log.jsonl").read_text().splitlines()]
     keys = {k for r in records if r.get("type") == "eval" for k in r["metrics"]}
-    assert keys == {"val_PredCls_base_R@50", "val_PredCls_all_R@50"}  # base classes for selection, never novel alone
+    assert keys == {"val_PredCls_base_R@50"}  # base classes only: "all" would hold the novel labels

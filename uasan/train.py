@@ -39,6 +39,7 @@ from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
 from uasan.reports import metrics_markdown, pct, write_ablation
 from uasan.runs import check_run_folder, read_bridge
+from uasan.validation import validation_fns
 
 VARIANTS = ("A", "B", "C", "full")
 
@@ -245,38 +246,6 @@ def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
     if resume:
         trainer.resume(out / "stage2", missing_ok=True)
     trainer.train()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# validation: the val subset, base classes
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def validation_fns(root: Path, vocab, cfg: TrainConfig, split, device) -> tuple[Any, Any]:
-    """(stage-1, stage-2) evaluation functions on the ``val`` subset. Model selection may use base classes only
-    (the protocol): the records hold base and all, never novel alone."""
-    from uasan import predict as P
-    from uasan.data import load_groundtruth
-
-    groundtruth: dict[str, Any] = {}
-
-    def stage1_fn(model) -> dict[str, float]:
-        model.clear_class_cache()  # the bridge moves during stage 1
-        r = P.trajectory_metrics(P.model_scorer(model, vocab), root, vocab, cfg, split, device=device, subset="val")
-        model.clear_class_cache()
-        return {f"val_traj_{s}_R@5": r[s]["R@5"] for s in ("base", "all")}
-
-    def stage2_fn(model) -> dict[str, float]:
-        if not groundtruth:
-            groundtruth.update(load_groundtruth(root, "val"))
-        preds = P.predict(
-            P.model_scorer(model, vocab), root, "PredCls", vocab, cfg, split, ("base", "all"), device=device,
-            progress=False, subset="val",
-        )  # fmt: skip
-        r = P.evaluate_predictions(groundtruth, {"PredCls": preds}, split)["PredCls"]
-        return {f"val_PredCls_{s}_R@50": r[s]["R@50"] for s in ("base", "all")}
-
-    return stage1_fn, stage2_fn
 
 
 # ---------------------------------------------------------------------------------------------------------------
