@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 )
 def test_main_command_from_the_repository_root_uses_the_extension(tiny_world, tmp_path):
     env = {**os.environ, "UASAN_REQUIRE_EXT": "1", "OMP_NUM_THREADS": "1"}
-    args = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_world), "--stage", "1", "--quiet", *TINY]
+    args = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_world), "--stage", "0", "--quiet", *TINY]
     proc = subprocess.run(
-        [sys.executable, "-m", "uasan.train", *args, "optim.epochs_stage1=0"],
+        [sys.executable, "-m", "uasan.train", *args, "pretrain.epochs=0"],
         cwd=ROOT,
         env=env,
         capture_output=True,

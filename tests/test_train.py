@@ -29,7 +29,9 @@ def trained(tiny_run):
 
 def test_outputs_and_metrics_shape(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
-    for who in (metrics, metrics["random_baseline"]):
+    assert set(metrics["baselines"]) == {"random", "base_probe", "stage0_zero_shot"}
+    assert metrics["random_baseline"] == metrics["baselines"]["random"]
+    for who in (metrics, *metrics["baselines"].values()):
         for mode in ("SGDet", "SGCls", "PredCls"):
             for split in ("novel", "all"):
                 assert set(who[mode][split]) == {"mAP", "R@50", "R@100"}
@@ -41,7 +43,8 @@ def test_outputs_and_metrics_shape(trained):
     for table in ("Trajectory classification (Table 1 layout)", "Relation detection (Table 2 layout)",
                   "Relation tagging (from the SGDet predictions"):  # fmt: skip
         assert table in md
-    for row in ("| UASAN | PredCls | ", "| random | PredCls | ", "| UASAN | SGDet | ", "| random | SGCls | "):
+    for row in ("| UASAN | PredCls | ", "| random | PredCls | ", "| UASAN | SGDet | ", "| random | SGCls | ",
+                "| base-label probe | PredCls | ", "| stage-0 zero-shot | PredCls | "):  # fmt: skip
         assert row in md
     trajectory = md.split("## Trajectory classification")[1].split("##")[0]
     assert "| UASAN | " + " | ".join(f"{100 * metrics['trajectory'][s][k]:.2f}" for s in ("novel", "base", "all")
