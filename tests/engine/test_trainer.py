@@ -306,3 +306,18 @@ def test_checkpoint_without_frozen_parameters(tmp_path):
         assert torch.equal(a, b), n
     with pytest.raises(ValueError, match="frozen parameters differ"):
         run(tmp_path / "b", epochs=3, frozen_init=0.25, resume=True)
+
+
+def test_hooks_hold_a_weak_reference_to_the_trainer(tmp_path):
+    import gc
+    import weakref
+
+    trainer = build(tmp_path, epochs=1)
+    hook = trainer.hooks[0]
+    assert hook.trainer.max_epochs == 1  # the proxy reads through to the trainer
+    alive = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert alive() is None  # the hooks did not keep the trainer (model, optimizer, loader) alive
+    with pytest.raises(ReferenceError):
+        hook.trainer.max_epochs  # noqa: B018
