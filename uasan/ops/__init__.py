@@ -12,25 +12,17 @@ from uasan.ops.attention import (
     shared_query_attention,
     shared_query_attention_ref,
 )
-from uasan.ops.boxes import (
-    box_giou,
-    box_giou_ref,
-    box_iou,
-    box_iou_ref,
+from uasan.ops.boxes import box_giou, box_giou_ref, box_iou, box_iou_ref
+from uasan.ops.pairs import (
     pair_giou_start_end,
     pair_giou_start_end_ref,
     pair_motion_features,
     pair_motion_features_ref,
     pair_union_boxes,
     pair_union_boxes_ref,
-    viou_matrix,
-    viou_matrix_ref,
-    viou_ref,
-    vpoi_matrix,
-    vpoi_matrix_ref,
-    vpoi_ref,
 )
 from uasan.ops.seq_nms import Track, seq_nms, seq_nms_ref
+from uasan.ops.viou import viou_matrix, viou_matrix_ref, viou_ref, vpoi_matrix, vpoi_matrix_ref, vpoi_ref
 
 __all__ = [
     "pair_cross_attention",
