@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from tests.common import needs_cuda
 from uasan.engine import (
     CheckpointHook,
     EvalHook,
@@ -256,7 +257,7 @@ def test_plot_curves_from_log(tmp_path):
     assert (tmp_path / "empty.png").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cuda_bf16_smoke(tmp_path):
     seed_everything(0, deterministic=False)
     model = make_model().cuda()

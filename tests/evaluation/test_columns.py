@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from tests.evaluation.test_relations import assert_same
 from uasan import _ext
@@ -21,8 +22,6 @@ from uasan.evaluation import (
     read_groundtruth,
     read_predictions,
 )
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 
 
 def canonical(data: dict) -> dict:

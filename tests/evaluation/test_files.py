@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from tests.evaluation.test_relations import assert_same, hand_case
-from uasan import _ext
 from uasan.evaluation import (
     evaluate_files,
     evaluate_relations,
@@ -23,7 +23,7 @@ from uasan.evaluation import (
     read_predictions,
 )
 
-pytestmark = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
+pytestmark = needs_ext
 
 
 def write(tmp_path, gt, pred, name="p"):

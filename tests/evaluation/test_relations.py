@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from uasan import _ext
 from uasan.evaluation import evaluate_relations, evaluate_relations_ref
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 
 KEYS = ("mAP", "R@50", "R@100", "P@1", "P@5", "P@10")
 

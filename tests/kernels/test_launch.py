@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.common import needs_cuda
 from tests.kernels.helpers import flash_rule, grads, lowp_pair, lowp_shared
 from uasan.ops import attention as A
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = needs_cuda
 NAMES = ["out", "traj_q", "traj_k", "traj_v", "pair_q", "pair_k", "pair_v"]
 
 
