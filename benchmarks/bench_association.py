@@ -1,4 +1,4 @@
-"""greedy_relation_association: C++ path vs the reference on a 900-frame video.
+"""greedy_relation_association: C++ path vs the reference on a 900-frame video; columns in / arrays out vs dicts.
 
 59 segments of 30 frames (stride 15), top-k 50 / 100 / 200 relations per segment. Twelve objects of five
 categories move smoothly; each segment scores a fixed pool of (subject, predicate, object) candidates with noise
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from uasan import _ext
-from uasan.ops.association import greedy_relation_association
+from uasan.evaluation import RelationColumns
+from uasan.ops.association import SegmentRelations, greedy_relation_association
 
 N_FRAMES, SEG_LEN, STRIDE = 900, 30, 15
 N_OBJECTS, N_CATEGORIES, N_PREDICATES = 12, 5, 10
@@ -101,3 +102,87 @@ def test_association_top100(benchmark, bench, impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_association_top200(benchmark, bench, impl):
     _bench(benchmark, bench, 200, impl)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Columns in / arrays out (what uasan.predict uses) vs the official dicts, top-200
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def columns(topk: int) -> SegmentRelations:
+    """video(topk) as columns: rows in the dicts' order, triplets interned in that order."""
+    ids: dict = {}
+    segments, counts, trip, score, dur, boxes = [], [0], [], [], [], []
+    for key, rels in video(topk).items():
+        segments.append(key)
+        counts.append(len(rels))
+        for r in rels:
+            trip.append(ids.setdefault(tuple(r["triplet"]), len(ids)))
+            score.append(r["score"])
+            dur.append(r["duration"])
+            boxes += [np.asarray(r["sub_traj"]), np.asarray(r["obj_traj"])]
+    return SegmentRelations(
+        np.array(segments), np.cumsum(counts), np.array(trip), np.array(score), np.array(dur), np.concatenate(boxes),
+        tuple(ids),
+    )  # fmt: skip
+
+
+def from_dicts(rel: SegmentRelations) -> list[dict]:
+    """uasan.predict's dict path for one video: the segment dicts (boxes as lists), then the dict association."""
+    off, dur, names = rel.box_offsets.tolist(), rel.duration.tolist(), rel.triplets
+    groups = {}
+    for s, (fs, fe) in enumerate(rel.segments.tolist()):
+        groups[(fs, fe)] = [
+            {
+                "triplet": list(names[rel.triplet[r]]),
+                "score": float(rel.score[r]),
+                "duration": dur[r],
+                "sub_traj": rel.boxes[off[r] : off[r] + dur[r][1] - dur[r][0]].tolist(),
+                "obj_traj": rel.boxes[off[r] + dur[r][1] - dur[r][0] : off[r + 1]].tolist(),
+            }
+            for r in range(int(rel.segment_offsets[s]), int(rel.segment_offsets[s + 1]))
+        ]
+    return greedy_relation_association(groups, impl="cpp")
+
+
+def from_columns(rel: SegmentRelations) -> RelationColumns:
+    """uasan.predict's columnar path for one video: the array association, then the evaluator's columns."""
+    out = greedy_relation_association(rel, impl="cpp", output="arrays")
+    codes, index = np.unique(out.triplet, return_inverse=True)
+    names = tuple(rel.triplets[c] for c in codes.tolist())
+    return RelationColumns.from_trajectories(
+        "v", names, index.reshape(-1), out.duration, out.score, out.offsets, out.sub_boxes, out.obj_boxes
+    )
+
+
+IO = {
+    "dicts-to-dicts": lambda: greedy_relation_association(video(200), impl="cpp"),
+    "dicts-to-arrays": lambda: greedy_relation_association(video(200), impl="cpp", output="arrays"),
+    "columns-to-arrays": lambda: greedy_relation_association(columns(200), impl="cpp", output="arrays"),
+}
+needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
+
+
+@needs_ext
+@pytest.mark.benchmark(group="association-io-top200")
+@pytest.mark.parametrize("io", list(IO))
+def test_association_io_top200(benchmark, bench, io):
+    want = greedy_relation_association(video(200), impl="cpp")
+    assert greedy_relation_association(columns(200), impl="cpp") == want  # columns in = dicts in, bit for bit
+    assert greedy_relation_association(columns(200), impl="cpp", output="arrays").to_dicts() == want
+    IO[io]()  # build the cached inputs outside the timed part
+    out = bench(benchmark, IO[io])
+    assert (len(out) if isinstance(out, list) else len(out.score)) == len(want)
+
+
+@needs_ext
+@pytest.mark.benchmark(group="association-predict-top200")
+@pytest.mark.parametrize("path", ["dicts", "columns"])
+def test_predict_video_top200(benchmark, bench, path):
+    """One video of uasan.predict from its segment relations (arrays) to relations the evaluator takes: segment
+    dicts + dict association (the dict path) vs the columnar association + RelationColumns (the columnar path)."""
+    rel = columns(200)
+    assert from_columns(rel).to_dicts()["v"] == from_dicts(rel)
+    out = bench(benchmark, from_dicts if path == "dicts" else from_columns, rel)
+    assert len(out) > 0

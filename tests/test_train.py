@@ -38,7 +38,14 @@ def test_outputs_and_metrics_shape(trained):
         assert set(who["trajectory"]) == {"novel", "base", "all"}
         assert set(who["trajectory"]["all"]) == {"R@5", "R@10"}
     md = (trained / "metrics.md").read_text()
-    assert "| UASAN | PredCls | novel |" in md and "| random | PredCls | novel |" in md
+    for table in ("Trajectory classification (Table 1 layout)", "Relation detection (Table 2 layout)",
+                  "Relation tagging (from the SGDet predictions"):  # fmt: skip
+        assert table in md
+    for row in ("| UASAN | PredCls | ", "| random | PredCls | ", "| UASAN | SGDet | ", "| random | SGCls | "):
+        assert row in md
+    trajectory = md.split("## Trajectory classification")[1].split("##")[0]
+    assert "| UASAN | " + " | ".join(f"{100 * metrics['trajectory'][s][k]:.2f}" for s in ("novel", "base", "all")
+                                     for k in ("R@5", "R@10")) in trajectory  # fmt: skip
     assert (trained / "curves.png").stat().st_size > 1000
     for mode in ("SGDet", "SGCls", "PredCls"):
         for split in ("novel", "all"):

@@ -1,80 +1,114 @@
-"""The run's reports: ``metrics.md`` (tables laid out like the paper's) and the ablation table."""
+"""The run's reports: ``metrics.md`` (tables laid out like the paper's) and the ablation table.
+
+A run's metrics (``metrics.json``, :func:`uasan.predict.run_evaluation`) are
+``{"SGDet" | "SGCls" | "PredCls": {"novel" | "all": {mAP, R@50, R@100}}, "RelTag": {"novel" | "all": {P@1, P@5,
+P@10}}, "trajectory": {"novel" | "base" | "all": {R@5, R@10}}}`` plus the baselines, each with the same structure:
+``metrics["baselines"] = {"random": m, "base_probe": m, "stage0_zero_shot": m, ...}``, and the older
+``metrics["random_baseline"] = m`` (shown as the random row when ``baselines`` has none). Every table has a row for
+UASAN and one per baseline; a value a row lacks is shown as "–".
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from uasan.engine._atomic import atomic_write_text
 
-__all__ = ["metrics_markdown", "pct", "write_ablation"]
+__all__ = ["baseline_rows", "metrics_markdown", "pct", "write_ablation"]
+
+# Row names of the baselines the runs report (DESIGN §7), in this order; other keys follow under their own name.
+BASELINES = {"random": "random", "base_probe": "base-label probe", "stage0_zero_shot": "stage-0 zero-shot"}
+MODES = ("SGDet", "SGCls", "PredCls")
 
 
 def pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
+def _cell(m: Mapping, *keys: str) -> str:
+    """``pct(m[k0][k1]...)``, or "–" where the entry is missing."""
+    for k in keys:
+        if not isinstance(m, Mapping) or k not in m:
+            return "–"
+        m = m[k]
+    return pct(m) if isinstance(m, (int, float)) else "–"
+
+
+def baseline_rows(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """``[(row name, metrics)]`` of every baseline in ``metrics``: ``metrics["baselines"]`` (known names first, in
+    :data:`BASELINES` order), and ``metrics["random_baseline"]`` as "random" unless ``baselines`` has a random row."""
+    found = dict(metrics.get("baselines") or {})
+    if "random" not in found and isinstance(metrics.get("random_baseline"), Mapping):
+        found["random"] = metrics["random_baseline"]
+    order = [k for k in BASELINES if k in found] + [k for k in found if k not in BASELINES]
+    return [(BASELINES.get(k, k), found[k]) for k in order if isinstance(found[k], Mapping)]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def metrics_markdown(metrics: dict[str, Any], title: str) -> str:
-    """Tables laid out like the paper's Table 1 (relation detection / tagging) and Table 3 (trajectories)."""
-    lines = [f"# {title}", "", "## Relation detection (Table 1 layout)", ""]
+    """The paper's tables: trajectory classification (Table 1), relation detection SGDet / SGCls / PredCls × novel /
+    all (Table 2), relation tagging from the SGDet predictions; a row for UASAN and one per baseline."""
+    models = [("UASAN", metrics), *baseline_rows(metrics)]
+    lines = [f"# {title}", ""]
+
     lines += [
-        "| model | mode | split | mAP | R@50 | R@100 | P@1 | P@5 | P@10 |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for who, m in (("UASAN", metrics), ("random", metrics.get("random_baseline", {}))):
-        for mode in ("SGDet", "SGCls", "PredCls"):
-            for split in ("novel", "all"):
-                r = m.get(mode, {}).get(split)
-                if r is None:
-                    continue
-                tag = m.get("RelTag", {}).get(split, {}) if mode == "PredCls" else {}
-                p = [pct(tag[k]) if k in tag else "–" for k in ("P@1", "P@5", "P@10")]
-                lines.append(
-                    f"| {who} | {mode} | {split} | {pct(r['mAP'])} | {pct(r['R@50'])} | {pct(r['R@100'])} | "
-                    + " | ".join(p)
-                    + " |"
-                )
-    lines += [
+        "## Trajectory classification (Table 1 layout)",
         "",
-        "## Trajectory classification (Table 3 layout)",
+        "Each class split is ranked by its own classifier (softmax over that split's classes, no background); recall "
+        "is micro-averaged over the ground-truth trajectories of the segments with proposals (RePro's evaluation).",
         "",
-        "| model | classes | R@5 | R@10 |",
-        "|---|---|---|---|",
     ]
-    for who, m in (("UASAN", metrics), ("random", metrics.get("random_baseline", {}))):
-        for split, r in m.get("trajectory", {}).items():
-            lines.append(f"| {who} | {split} | {pct(r['R@5'])} | {pct(r['R@10'])} |")
+    splits = ("novel", "base", "all")
+    header = ["model"] + [f"{s} R@{k}" for s in splits for k in (5, 10)]
+    rows = [[who] + [_cell(m, "trajectory", s, f"R@{k}") for s in splits for k in (5, 10)] for who, m in models]
+    lines += _table(header, rows)
+
+    lines += ["", "## Relation detection (Table 2 layout)", ""]
+    header = ["model", "mode"] + [f"{s} {k}" for s in ("novel", "all") for k in ("mAP", "R@50", "R@100")]
+    rows = [
+        [who, mode] + [_cell(m, mode, s, k) for s in ("novel", "all") for k in ("mAP", "R@50", "R@100")]
+        for mode in MODES
+        for who, m in models
+        if mode in m
+    ]
+    lines += _table(header, rows)
+
+    lines += ["", "## Relation tagging (from the SGDet predictions, as the paper's Table 2)", ""]
+    cols = [("RelTag", s, f"P@{k}") for s in ("novel", "all") for k in (1, 5, 10)]
+    header = ["model"] + [f"{s} {k}" for _, s, k in cols]
+    rows = [[who] + [_cell(m, *c) for c in cols] for who, m in models]
+    lines += _table(header, rows)
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# main
+# ablation
 # ---------------------------------------------------------------------------------------------------------------
+
+ABLATION_COLUMNS = [(mode, s, k) for mode in ("PredCls", "SGDet") for s in ("novel", "all") for k in ("mAP", "R@50")]
 
 
 def write_ablation(out: Path, results: dict[str, dict[str, Any]]) -> None:
-    rows = [
-        "| variant | PredCls novel mAP | PredCls novel R@50 | PredCls all mAP | PredCls all R@50 | SGDet novel R@50 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for v, m in results.items():
-        pc, sg = m["PredCls"], m["SGDet"]
-        rows.append(
-            f"| {v} | {pct(pc['novel']['mAP'])} | {pct(pc['novel']['R@50'])} | {pct(pc['all']['mAP'])} | "
-            f"{pct(pc['all']['R@50'])} | {pct(sg['novel']['R@50'])} |"
-        )
-    base = next(iter(results.values()))["random_baseline"]["PredCls"]
-    rows.append(
-        f"| random | {pct(base['novel']['mAP'])} | {pct(base['novel']['R@50'])} | {pct(base['all']['mAP'])} | "
-        f"{pct(base['all']['R@50'])} | – |"
-    )
+    """``OUT/ablation.md`` (a row per variant, then the baselines of the first variant's metrics: they do not depend
+    on the variant) and ``OUT/ablation.json`` (each variant's relation metrics, and the baselines)."""
+    header = ["variant"] + [f"{mode} {s} {k}" for mode, s, k in ABLATION_COLUMNS]
+    rows = [[v] + [_cell(m, *c) for c in ABLATION_COLUMNS] for v, m in results.items()]
+    baselines = baseline_rows(next(iter(results.values()))) if results else []
+    rows += [[who] + [_cell(m, *c) for c in ABLATION_COLUMNS] for who, m in baselines]
     text = (
         "# Ablation (DESIGN §6 variants)\n\n"
-        "A: pair only; B: + union and motion; C: + SACEncoder; full: + URADecoder.\n\n"
+        "A: pair only; B: + union and motion; C: + SACEncoder; full: + URADecoder. "
+        "Below the variants: the baselines (the same for every variant).\n\n"
     )
-    atomic_write_text(out / "ablation.md", text + "\n".join(rows) + "\n")
-    atomic_write_text(
-        out / "ablation.json",
-        json.dumps({v: {k: m[k] for k in ("SGDet", "SGCls", "PredCls")} for v, m in results.items()}, indent=1),
-    )
+    atomic_write_text(out / "ablation.md", text + "\n".join(_table(header, rows)) + "\n")
+    keys = (*MODES, "RelTag")
+    data: dict[str, Any] = {v: {k: m[k] for k in keys if k in m} for v, m in results.items()}
+    if baselines:
+        data["baselines"] = {who: {k: m[k] for k in keys if k in m} for who, m in baselines}
+    atomic_write_text(out / "ablation.json", json.dumps(data, indent=1))

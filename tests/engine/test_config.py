@@ -62,7 +62,10 @@ def test_builtin_values():
     for name in ("vidvrd", "vidor"):
         m = load_config(TrainConfig, name).model
         assert (m.d, m.L, m.L_mot, m.L_rel, m.heads) == (512, 32, 2, 10, 8)
-    assert load_config(TrainConfig, "vidvrd").infer.topk_per_segment == 200
+    for name in ("synth", "vidvrd", "vidor"):  # RePro's inference protocol (stage-2 cfg_.py, eval_relation_cls.py)
+        i = load_config(TrainConfig, name).infer
+        assert (i.pred_topk, i.topk_per_segment, i.triplet_score, i.association_topk) == (10, 200, "mean", 200)
+        assert (i.association_linkage, i.association_nms) == (0.5, 1.0)
     assert isinstance(synth.optim.lr, float)
 
 
@@ -103,6 +106,9 @@ def test_generic_types(tmp_path):
         ({"train": {"amp_bf16": 1}}, "train.amp_bf16"),
         ({"model": {"variant": "D"}}, "model.variant"),
         ({"infer": {"triplet_score": "max"}}, "infer.triplet_score"),
+        ({"infer": {"pred_topk": 0}}, "infer.pred_topk"),
+        ({"infer": {"association_linkage": 1.0}}, "infer.association_linkage"),
+        ({"infer": {"association_nms": 0.0}}, "infer.association_nms"),
         ({"optim": {"lr": "fast"}}, "optim.lr"),
         ({"model": 3}, "model"),
         ({"model": {"d": 100, "heads": 8}}, "model.d"),  # __post_init__ check: d % heads

@@ -98,35 +98,54 @@ def traj(label_key, label, boxes, fstart=0, score=None):
 
 
 def test_trajectory_recall_by_hand():
-    box, far = [[0, 0, 9, 9]] * 3, [[50, 50, 59, 59]] * 3
+    """RePro's definition (FACTS §C), worked out by hand. Boxes are inclusive-pixel squares over 3 frames: A = 10 x 10
+    (volume 300); A9 = 10 x 9 inside A (vIoU with A: 270 / 300 = 0.9); A8 = 10 x 8 (0.8); A5 = 10 x 5 (exactly 0.5);
+    F far from all of them."""
+    A, A9, A8, A5 = ([[0, 0, 9, h]] * 3 for h in (9, 8, 7, 4))
+    F = [[50, 50, 59, 59]] * 3
     gt = {
-        "s1": [traj("class", "dog", box), traj("class", "cat", far)],
-        "s2": [traj("category", "dog", box)],
-        "s3": [],  # no ground truth: not counted
+        "s1": [traj("class", "dog", A), traj("class", "cat", F), traj("class", "dog", A9)],
+        "s2": [traj("category", "dog", A)],
+        "s3": [traj("class", "dog", A)],  # no proposal file: not counted
+        "s4": [traj("class", "dog", A)],  # a proposal file without proposals: counted, never hit
+        "s6": [traj("class", "dog", A), traj("class", "dog", A)],  # the same box twice
+        "s7": [traj("class", "dog", A), traj("class", "cat", A8)],
     }
     props = {
         "s1": [
-            traj("label", "dog", box, score=0.9),  # recalls the dog at K >= 1
-            traj("label", "dog", far, score=0.8),  # right place, wrong class
-            traj("label", "cat", far, score=0.1),  # recalls the cat at K >= 3
+            traj("label", "dog", A, score=0.9),  # vIoU 1.0 with dog A, 0.9 with dog A9: its argmax is A only
+            traj("label", "dog", F, score=0.8),  # right place, wrong class: masked to 0
+            traj("label", "cat", F, score=0.1),  # the cat, 4th by score
+            traj("label", "dog", A, score=0.85),  # A again: a ground truth counts once
         ],
-        "s2": [traj("label", "dog", [[0, 0, 9, 4]] * 3, score=1.0)],  # vIoU exactly 0.5: not > 0.5
-        "s3": [traj("label", "dog", box, score=1.0)],
+        "s2": [traj("label", "dog", A5, score=1.0)],  # vIoU exactly 0.5: not > 0.5
+        "s4": [],
+        "s5": [traj("label", "dog", A, score=1.0)],  # no ground truth: nothing to count
+        "s6": [traj("label", "dog", A, score=1.0)],  # tie between the two: the first only
+        "s7": [traj("label", "cat", A, score=1.0)],  # 1.0 with the dog (masked), 0.8 with the cat: the cat
     }
-    out = trajectory_recall(gt, props, ks=(1, 2, 3, 10))
-    assert out == {"R@1": pytest.approx(0.25), "R@2": pytest.approx(0.25), "R@3": 0.5, "R@10": 0.5}
+    # hits at K = 1, 2, 3, 4 per segment: s1 1, 1, 1, 2; s2 0; s4 0; s6 1; s7 1. Ground truth: 3 + 1 + 1 + 2 + 2 = 9.
+    out = trajectory_recall(gt, props, ks=(1, 2, 3, 4, 10))
+    assert out == {"R@1": 3 / 9, "R@2": 3 / 9, "R@3": 3 / 9, "R@4": 4 / 9, "R@10": 4 / 9}
+    assert trajectory_recall({"s1": gt["s1"]}, {"s1": props["s1"]}, ks=(3, 4)) == {"R@3": 1 / 3, "R@4": 2 / 3}
+    # "any proposal of the class above the threshold" would give 2/3 at K = 1 here; RePro's argmax gives 1/3
+    assert trajectory_recall({"s1": gt["s1"]}, {"s1": props["s1"]}, ks=(1,)) == {"R@1": 1 / 3}
+    # a micro-average: s1 (1 of 3) and s6 (1 of 2) give 2/5, not the mean of 1/3 and 1/2
+    assert trajectory_recall(gt, {k: props[k] for k in ("s1", "s6")}, ks=(1,)) == {"R@1": 2 / 5}
     assert trajectory_recall({}, props) == {"R@5": 0.0, "R@10": 0.0}
-    assert trajectory_recall(gt, {}, ks=(5,)) == {"R@5": 0.0}
+    assert trajectory_recall(gt, {}, ks=(5,)) == {"R@5": 0.0}  # no proposal file at all: nothing counted
     # fstart is relative to the segment. Frames [1, 4) against [0, 3): vIoU = 200 / (300 + 300 - 200) = 0.5, not
     # > 0.5; frames [1, 3): 200 / (300 + 200 - 200) = 2/3.
-    shifted = {"s2": [traj("label", "dog", box, fstart=1, score=1.0)]}
+    shifted = {"s2": [traj("label", "dog", A, fstart=1, score=1.0)]}
     assert trajectory_recall({"s2": gt["s2"]}, shifted, ks=(1,)) == {"R@1": 0.0}
-    inside = {"s2": [traj("label", "dog", box[:2], fstart=1, score=1.0)]}
+    inside = {"s2": [traj("label", "dog", A[:2], fstart=1, score=1.0)]}
     assert trajectory_recall({"s2": gt["s2"]}, inside, ks=(1,)) == {"R@1": 1.0}
     with pytest.raises(ValueError, match=r"proposals\['s1'\]\[0\] field 'score'"):
-        trajectory_recall(gt, {"s1": [traj("label", "dog", box)]})
+        trajectory_recall(gt, {"s1": [traj("label", "dog", A)]})
     with pytest.raises(ValueError, match=r"groundtruth\['s1'\]\[0\]: missing field 'class'"):
-        trajectory_recall({"s1": [{"bboxes": box}]}, props)
+        trajectory_recall({"s1": [{"bboxes": A}]}, props)
+    with pytest.raises(ValueError, match=r"viou_threshold in \[0, 1\)"):
+        trajectory_recall(gt, props, viou_threshold=1.5)
 
 
 def test_relation_evaluator_accumulates():

@@ -189,15 +189,31 @@ class LoopConfig:
 
 @dataclass(frozen=True)
 class InferConfig:
-    """Inference: per-segment scoring and video-level association (DESIGN §5)."""
+    """Inference: per-segment scoring and video-level association (DESIGN §5), RePro's protocol by default.
 
-    topk_per_segment: int = 200
-    triplet_score: Literal["product", "mean"] = "product"
+    Per segment: each pair (no background member) keeps its ``pred_topk`` highest-scored predicates; each candidate
+    (pair, predicate) gets the triplet score ``triplet_score`` of its subject, predicate and object scores; the
+    ``topk_per_segment`` best candidates are kept, then those whose subject and object share no frame are dropped
+    (RePro ``EvalFmtCvtor.to_eval_json_format``: top-k first). Per video, VidVRD-II's greedy association (linkage
+    ``association_linkage``, NMS ``association_nms`` (1.0 = none), ``topk_per_segment`` in, ``association_topk``
+    out). RePro's VidVRD stage-2 config: 10 / 200 / 0.5 / 1.0 / 200, triplet score ``mean``.
+    """
+
+    pred_topk: int = 10  # predicates kept per pair (RePro eval_cfg.pred_topk)
+    topk_per_segment: int = 200  # RePro eval_cfg.return_triplets_topk = association inference_topk
+    triplet_score: Literal["product", "mean"] = "mean"  # RePro's camera-ready: mean; UASAN's released eval: product
     association_topk: int = 200
+    association_linkage: float = 0.5  # RePro 0.5; UASAN's released config 0.8
+    association_nms: float = 1.0  # 1.0 = no NMS (RePro); UASAN's released config 0.8
 
     def __post_init__(self) -> None:
+        _check_min(self, "pred_topk", 1, "infer")
         _check_min(self, "topk_per_segment", 1, "infer")
         _check_min(self, "association_topk", 1, "infer")
+        if not 0.0 <= self.association_linkage < 1.0:
+            raise ValueError(f"infer.association_linkage: expected in [0, 1), got {self.association_linkage}")
+        if not 0.0 < self.association_nms <= 1.0:
+            raise ValueError(f"infer.association_nms: expected in (0, 1] (1 = no NMS), got {self.association_nms}")
 
 
 @dataclass(frozen=True)

@@ -300,11 +300,15 @@ class RelationColumns(ColumnarRelations):
             check_boxes=False,
         )
 
-    def write_json(self, path: str | os.PathLike, version: str = "VERSION 1.0") -> Path:
+    def write_json(
+        self, path: str | os.PathLike, version: str = "VERSION 1.0", *, extra: Mapping[str, Any] | None = None
+    ) -> Path:
         """Writes the official prediction file ``{"version", "results": {video: [relation]}}`` atomically.
 
         Every float64 is written as its shortest round-trip text, so reading the file back gives these exact
-        values; videos without relations are written with an empty list. Needs scores.
+        values; videos without relations are written with an empty list. Needs scores. ``extra``: more top-level
+        fields after ``results`` (``uasan.predict`` records ``split`` and ``mode``; the official evaluator reads
+        ``results`` only).
         """
         from uasan.engine._atomic import atomic_write
 
@@ -321,5 +325,8 @@ class RelationColumns(ColumnarRelations):
                 rels.append({"triplet": trip[tid[r]], "score": score[r], "duration": dur[r],
                              "sub_traj": self.boxes[o : o + t], "obj_traj": self.boxes[o + t : o + 2 * t]})  # fmt: skip
             results[vid] = rels
-        data = orjson.dumps({"version": version, "results": results}, option=orjson.OPT_SERIALIZE_NUMPY)
+        if extra and ({"version", "results"} & set(extra)):
+            raise ValueError("RelationColumns.write_json: extra must not hold 'version' or 'results'")
+        doc = {"version": version, "results": results, **(extra or {})}
+        data = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         return atomic_write(path, lambda f: f.write(data))

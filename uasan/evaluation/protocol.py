@@ -156,17 +156,23 @@ def trajectory_recall(
     ks: Iterable[int] = (5, 10),
     viou_threshold: float = 0.5,
 ) -> dict[str, float]:
-    """Trajectory classification recall ``R@K`` per segment (DESIGN §5).
+    """Trajectory classification recall ``R@K`` (the paper's Table 1) as RePro's evaluation computes it
+    (``tools/eval_traj_cls_both.py``: ``inference_for_vidvrd`` and ``eval_traj_recall_topK_per_seg``).
 
     ``groundtruth`` maps a segment tag to its ground-truth trajectories ``{fstart, bboxes, class}`` (``category``
-    is accepted for ``class``), ``proposals`` maps a tag to classified proposals ``{fstart, bboxes, score, label}``
-    (RePro layout; ``fstart`` relative to the segment, default 0). Definition: for a segment with ground truth, take
-    its K highest-scored proposals (stable descending sort, ties keep the input order); a ground-truth trajectory is
-    recalled if one of them has the same class (``label == class``) and vIoU > ``viou_threshold`` with it (official
-    vIoU, inclusive pixels). One proposal may recall several ground-truth trajectories (no one-to-one matching).
-    The segment's recall is recalled / ground-truth count; ``R@K`` is the mean over the segments with at least one
-    ground-truth trajectory (a segment without proposals counts 0; proposals of segments without ground truth are
-    ignored). No segment with ground truth → 0.0.
+    is accepted for ``class``) of the evaluated class split; ``proposals`` maps a tag to its classified proposals
+    ``{fstart, bboxes, score, label}`` (RePro layout; ``fstart`` relative to the segment, default 0). A tag in
+    ``proposals`` is a segment with a proposal file, even if its list is empty.
+
+    Per segment of ``proposals`` with ground truth (G trajectories): its K highest-scored proposals (stable
+    descending sort: ties keep the input order; RePro's ``torch.sort`` leaves them unspecified); their vIoU with the
+    ground truth (official vIoU, inclusive pixels), set to 0 where the proposal's label differs from the ground
+    truth's class; each proposal takes its best ground truth (argmax, the first on a tie) and hits it when that
+    vIoU is ``> viou_threshold`` (strict); ``hits`` = the number of distinct ground-truth trajectories hit (a
+    proposal hits at most one; two proposals on one ground truth count once). ``R@K`` = Σ hits / Σ G over those
+    segments: a micro-average over ground-truth trajectories. The ground truth of a segment absent from
+    ``proposals`` does not count (RePro evaluates the segments that have a proposal file); no counted ground truth
+    → 0.0.
     """
     from uasan.ops import viou_matrix
 
@@ -174,27 +180,36 @@ def trajectory_recall(
     ks = tuple(ks)
     if any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 for k in ks):
         raise ValueError(f"{op}: expected ks to hold non-negative integers, got {ks!r}")
-    recalls: dict[int, list[float]] = {k: [] for k in ks}
-    for tag, gts in groundtruth.items():
-        gt = [_traj(op, "groundtruth", tag, i, t, ("class", "category")) for i, t in enumerate(gts)]
+    if isinstance(viou_threshold, bool) or not isinstance(viou_threshold, (int, float)) or not 0 <= viou_threshold < 1:
+        raise ValueError(f"{op}: expected viou_threshold in [0, 1), got {viou_threshold!r}")
+    for arg, data in (("groundtruth", groundtruth), ("proposals", proposals)):
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{op}: expected {arg} to map segment tags to trajectory lists, got {type(data).__name__}")
+    hits = dict.fromkeys(ks, 0)
+    total = 0
+    kmax = max(ks, default=0)
+    for tag, items in proposals.items():
+        gt = [
+            _traj(op, "groundtruth", tag, i, t, ("class", "category")) for i, t in enumerate(groundtruth.get(tag, ()))
+        ]
         if not gt:
             continue
-        props = [_traj(op, "proposals", tag, i, t, ("label",)) for i, t in enumerate(proposals.get(tag, ()))]
+        total += len(gt)
+        props = [_traj(op, "proposals", tag, i, t, ("label",)) for i, t in enumerate(items)]
         scores = []
-        for i, t in enumerate(proposals.get(tag, ())):
+        for i, t in enumerate(items):
             s = t.get("score")
             if isinstance(s, bool) or not isinstance(s, (int, float, np.number)) or not np.isfinite(s):
                 raise ValueError(f"{op}: proposals[{tag!r}][{i}] field 'score': expected a finite number, got {s!r}")
             scores.append(float(s))
-        order = sorted(range(len(props)), key=lambda j: scores[j], reverse=True)
-        kmax = max(ks, default=0)
+        order = sorted(range(len(props)), key=lambda j: scores[j], reverse=True)  # stable
         top = [props[j] for j in order[:kmax]]
-        if top:
-            ov = np.asarray(viou_matrix([(s, b) for s, b, _ in gt], [(s, b) for s, b, _ in top]))  # (G, kmax)
-            same = np.array([[g[2] == p[2] for p in top] for g in gt], dtype=bool)
-            hit = (ov > viou_threshold) & same
-        else:
-            hit = np.zeros((len(gt), 0), dtype=bool)
+        if not top:
+            continue
+        ov = np.asarray(viou_matrix([(s, b) for s, b, _ in top], [(s, b) for s, b, _ in gt]), dtype=np.float64)
+        ov[np.array([[p[2] != g[2] for g in gt] for p in top], dtype=bool)] = 0.0  # (K, G): other classes never hit
+        best = ov.argmax(1)  # (K,) each proposal's ground truth
+        hit = ov[np.arange(len(top)), best] > viou_threshold
         for k in ks:
-            recalls[k].append(float(hit[:, :k].any(axis=1).mean()))
-    return {f"R@{k}": float(np.mean(v)) if v else 0.0 for k, v in recalls.items()}
+            hits[k] += len(set(best[:k][hit[:k]].tolist()))
+    return {f"R@{k}": hits[k] / total if total else 0.0 for k in ks}

@@ -3,7 +3,12 @@
 Nothing here imports models, data or engine code, and nothing queries the GPU at import time.
 """
 
-from uasan.ops.association import greedy_relation_association, greedy_relation_association_ref
+from uasan.ops.association import (
+    AssociationArrays,
+    SegmentRelations,
+    greedy_relation_association,
+    greedy_relation_association_ref,
+)
 from uasan.ops.attention import (
     pair_cross_attention,
     pair_cross_attention_ref,
@@ -25,6 +30,8 @@ from uasan.ops.seq_nms import Track, seq_nms, seq_nms_ref
 from uasan.ops.viou import viou_matrix, viou_matrix_ref, viou_ref, vpoi_matrix, vpoi_matrix_ref, vpoi_ref
 
 __all__ = [
+    "AssociationArrays",
+    "SegmentRelations",
     "pair_cross_attention",
     "pair_cross_attention_ref",
     "pair_self_attention",

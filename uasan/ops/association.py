@@ -8,197 +8,37 @@ here return exactly what the original returns on the same input.
 
 ``greedy_relation_association_ref`` restates the algorithm in plain Python/NumPy; ``greedy_relation_association``
 dispatches to the C++ path (``csrc/association.cpp``), which takes flat arrays built in one pass.
+
+Both take the official dicts or, as columns, :class:`SegmentRelations` (one array per field, the boxes of every
+relation in one array), and return the official dicts or, with ``output="arrays"``, :class:`AssociationArrays`
+(what the C++ path computes, handed over without building a Python object per box).
 """
 
 from __future__ import annotations
 
 import gc
-import math
-import numbers
-from collections.abc import Mapping, Sequence
-from operator import attrgetter, itemgetter
-from typing import Any, NamedTuple, NoReturn
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from uasan import _ext
-from uasan.ops._common import check_boxes, resolve_impl
+from uasan.ops import _association_io as _io
+from uasan.ops._association_io import AssociationArrays, SegmentRelations
+from uasan.ops._common import resolve_impl
 
-__all__ = ["greedy_relation_association", "greedy_relation_association_ref"]
-
-_OP = "greedy_relation_association"
-
-# Frame numbers stay below 2**53 so that they are exact as float64 (np.interp) and never overflow int64.
-_MAX_FRAME = 2**53
+__all__ = [
+    "AssociationArrays",
+    "SegmentRelations",
+    "greedy_relation_association",
+    "greedy_relation_association_ref",
+]
 
 # NumPy >= 2 (NEP 50) compares a float32 with a Python float in float32; NumPy 1.x compares in float64. The C++
 # path is told which threshold the comparison with the float32 cubic IoU sees.
 _F32_COMPARES_IN_F32 = not bool(np.float32(0.1) > 0.1)
 # CPython >= 3.12 sums floats with Neumaier compensation; earlier versions add left to right.
 _COMPENSATED_SUM = sum([1.0, 1e-16, 1e-16]) != 1.0
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Argument checks shared by both paths
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _fail(msg: str) -> NoReturn:
-    raise ValueError(f"{_OP}: {msg}")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_real(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _check_params(linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance) -> tuple:
-    reals = (("linkage_threshold", linkage_threshold), ("nms", nms), ("temporal_tolerance", temporal_tolerance))
-    for name, value in reals:
-        if not _is_real(value) or not math.isfinite(value):
-            _fail(f"expected {name} to be a finite real number, but got {value!r}")
-    for name, value in (("inference_topk", inference_topk), ("association_topk", association_topk)):
-        if not _is_int(value) or value <= 0:
-            _fail(f"expected {name} to be a positive integer, but got {value!r}")
-    return float(linkage_threshold), int(inference_topk), int(association_topk), float(nms), float(temporal_tolerance)
-
-
-def _frame(x: Any, what: str) -> int:
-    if not _is_int(x) or not 0 <= x < _MAX_FRAME:
-        _fail(f"expected {what} to hold integer frame numbers in [0, 2**53), but got {x!r}")
-    return int(x)
-
-
-def _span(rel: Mapping, field: str, where: str) -> tuple[int, int]:
-    value = rel[field]
-    what = f"{where}[{field!r}]"
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-        _fail(f"expected {what} to be [begin, end], two integer frame numbers, but got {value!r}")
-    b, e = _frame(value[0], what), _frame(value[1], what)
-    if b >= e:
-        _fail(f"expected {what} to be [begin, end) with begin < end, but got {[b, e]}")
-    return b, e
-
-
-class _Parsed(NamedTuple):
-    """A checked segment relation: where it is, the dict itself and its parsed fields."""
-
-    segment: str  # "relation_groups[(fstart, fend)]"
-    index: int  # position in its segment's list
-    relation: Mapping
-    triplet_id: int  # interned triplet: equal ids <=> equal triplets
-    score: float
-    sub_span: tuple[int, int]
-    obj_span: tuple[int, int]
-
-    @property
-    def where(self) -> str:
-        return f"{self.segment}[{self.index}]"
-
-
-def _parse_relation_checked(rel: Any, where: str, triplet_ids: dict) -> tuple:
-    """Checks the structure of one segment relation (not its box values); returns (triplet id, score, spans)."""
-    if not isinstance(rel, Mapping):
-        _fail(f"expected {where} to be a dict, but got {type(rel).__name__}")
-    has_sub, has_obj = "sub_duration" in rel, "obj_duration" in rel
-    required = ("triplet", "score", "sub_traj", "obj_traj") + (("duration",) if not (has_sub or has_obj) else ())
-    for field in required:
-        if field not in rel:
-            _fail(f"{where} is missing the field {field!r}")
-    if has_sub != has_obj:
-        given = "sub_duration" if has_sub else "obj_duration"
-        _fail(f"{where} has {given} but not the other one; give both sub_duration and obj_duration or neither")
-    triplet = rel["triplet"]
-    if not isinstance(triplet, (list, tuple)) or len(triplet) != 3:
-        _fail(f"expected {where}['triplet'] to be [subject, predicate, object], but got {triplet!r}")
-    try:
-        tid = triplet_ids.setdefault(tuple(triplet), len(triplet_ids))
-    except TypeError:
-        _fail(f"expected {where}['triplet'] to hold hashable labels, but got {triplet!r}")
-    score = rel["score"]
-    if not _is_real(score) or not math.isfinite(score):
-        _fail(f"expected {where}['score'] to be a finite real number, but got {score!r}")
-    if has_sub:
-        sub_span, obj_span = _span(rel, "sub_duration", where), _span(rel, "obj_duration", where)
-    else:
-        sub_span = obj_span = _span(rel, "duration", where)
-    for field, (b, e), dur in (("sub_traj", sub_span, "sub_duration"), ("obj_traj", obj_span, "obj_duration")):
-        traj = rel[field]
-        if isinstance(traj, (str, bytes)) or not hasattr(traj, "__len__"):
-            _fail(f"expected {where}[{field!r}] to be a list of [x1, y1, x2, y2] boxes, but got {type(traj).__name__}")
-        dur = dur if has_sub else "duration"
-        if len(traj) != e - b:
-            _fail(f"{where}[{field!r}] has {len(traj)} boxes but its {dur} [{b}, {e}) spans {e - b} frames")
-    return tid, float(score), sub_span, obj_span
-
-
-def _parse_relation(rel: Any, segment: str, j: int, triplet_ids: dict) -> tuple:
-    """_parse_relation_checked with a fast path for the common, valid case: a dict with Python-typed fields."""
-    if type(rel) is dict and "sub_duration" not in rel and "obj_duration" not in rel:
-        triplet, score, dur = rel.get("triplet"), rel.get("score"), rel.get("duration")
-        sub, obj = rel.get("sub_traj"), rel.get("obj_traj")
-        if (
-            type(triplet) in (list, tuple)
-            and len(triplet) == 3
-            and type(score) is float
-            and math.isfinite(score)
-            and type(dur) in (list, tuple)
-            and len(dur) == 2
-            and type(sub) in (list, tuple)
-            and type(obj) in (list, tuple)
-        ):
-            b, e = dur
-            if type(b) is int and type(e) is int and 0 <= b < e < _MAX_FRAME and len(sub) == e - b == len(obj):
-                try:
-                    tid = triplet_ids.setdefault(tuple(triplet), len(triplet_ids))
-                except TypeError:  # an unhashable label: the checked path names it
-                    pass
-                else:
-                    return tid, score, (b, e), (b, e)
-    return _parse_relation_checked(rel, f"{segment}[{j}]", triplet_ids)
-
-
-def _select(relation_groups: Any, inference_topk: int) -> list[list[_Parsed]]:
-    """Checks relation_groups and returns its segments in processing order (by start frame, stable), each as the
-    list of its top ``inference_topk`` relations by score (stable, descending)."""
-    if not isinstance(relation_groups, Mapping):
-        _fail(
-            "expected relation_groups to be a dict mapping (fstart, fend) to lists of relations, "
-            f"but got {type(relation_groups).__name__}"
-        )
-    triplet_ids: dict = {}
-    segments = []
-    for key, rels in relation_groups.items():
-        if not isinstance(key, tuple) or len(key) != 2 or not all(_is_int(k) for k in key):
-            _fail(f"expected relation_groups keys to be (fstart, fend) integer pairs, but got {key!r}")
-        fstart, fend = int(key[0]), int(key[1])
-        if not 0 <= fstart < fend:
-            _fail(f"expected relation_groups keys (fstart, fend) with 0 <= fstart < fend, but got {(fstart, fend)}")
-        seg = f"relation_groups[({fstart}, {fend})]"
-        if not isinstance(rels, (list, tuple)):
-            _fail(f"expected {seg} to be a list of relations, but got {type(rels).__name__}")
-        parsed = [_Parsed(seg, j, rel, *_parse_relation(rel, seg, j, triplet_ids)) for j, rel in enumerate(rels)]
-        parsed.sort(key=attrgetter("score"), reverse=True)
-        segments.append((fstart, parsed[:inference_topk]))
-    segments.sort(key=itemgetter(0))
-    return [rels for _, rels in segments]
-
-
-def _traj_boxes(traj: Any, what: str, length: int) -> np.ndarray:
-    """One trajectory's boxes as a checked float64 (length, 4) array."""
-    try:
-        boxes = np.asarray(traj, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        _fail(f"expected {what} to be a list of [x1, y1, x2, y2] boxes, but could not read it as numbers ({exc})")
-    if boxes.shape != (length, 4):
-        _fail(f"expected {what} of shape ({length}, 4), but got {boxes.shape}")
-    check_boxes(boxes, _OP, what)
-    return boxes
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,7 +117,7 @@ class _Relation:
 
     __slots__ = ("triplet_id", "first", "sub", "obj", "confs")
 
-    def __init__(self, triplet_id: int, first: Mapping, sub: _Trajectory, obj: _Trajectory, score: float):
+    def __init__(self, triplet_id: int, first: _io.Parsed, sub: _Trajectory, obj: _Trajectory, score: float):
         self.triplet_id, self.first, self.sub, self.obj, self.confs = triplet_id, first, sub, obj, [score]
 
     def score(self) -> float:
@@ -298,13 +138,17 @@ class _Relation:
         self.obj = self.obj.join(other.obj)
         self.confs.append(other.score())
 
+    def span(self) -> tuple[int, int]:
+        """The common span of subject and object."""
+        return max(self.sub.start, self.obj.start), min(self.sub.end, self.obj.end)
+
     def serialize(self) -> dict | None:
         """The prediction over the common span of subject and object; None when it is <= 1 frame."""
-        start, end = max(self.sub.start, self.obj.start), min(self.sub.end, self.obj.end)
+        start, end = self.span()
         if end - start <= 1:
             return None
         return {
-            "triplet": list(self.first["triplet"]),
+            "triplet": list(self.first.relation["triplet"]),
             "score": float(self.score()),
             "duration": [start, end],
             "sub_traj": self.sub.during(start, end).tolist(),
@@ -312,60 +156,29 @@ class _Relation:
         }
 
 
-def _checked_boxes(p: _Parsed) -> tuple[np.ndarray, np.ndarray]:
+def _checked_boxes(p: _io.Parsed) -> tuple[np.ndarray, np.ndarray]:
     """The subject and object boxes of a segment relation as checked float64 (T, 4) arrays."""
     (sb, se), (ob, oe) = p.sub_span, p.obj_span
-    sub = _traj_boxes(p.relation["sub_traj"], f"{p.where}['sub_traj']", se - sb)
-    obj = _traj_boxes(p.relation["obj_traj"], f"{p.where}['obj_traj']", oe - ob)
+    sub = _io.traj_boxes(p.relation["sub_traj"], f"{p.where}['sub_traj']", se - sb)
+    obj = _io.traj_boxes(p.relation["obj_traj"], f"{p.where}['obj_traj']", oe - ob)
     return sub, obj
 
 
-def _relation(p: _Parsed) -> _Relation:
+def _relation(p: _io.Parsed) -> _Relation:
     sub, obj = _checked_boxes(p)
-    return _Relation(p.triplet_id, p.relation, _Trajectory(*p.sub_span, sub), _Trajectory(*p.obj_span, obj), p.score)
+    return _Relation(p.triplet_id, p, _Trajectory(*p.sub_span, sub), _Trajectory(*p.obj_span, obj), p.score)
 
 
-def greedy_relation_association_ref(
-    relation_groups: Mapping,
-    *,
-    linkage_threshold: float = 0.5,
-    inference_topk: int = 200,
-    association_topk: int = 200,
-    nms: float = 1.0,
-    temporal_tolerance: float = 30,
-) -> list[dict]:
-    """Greedy relational association, reference path (VidVRD-II ``greedy_relation_association``).
+def _check_output(output: Any) -> str:
+    if output not in ("dicts", "arrays"):
+        _io.fail(f"expected output to be 'dicts' or 'arrays', but got {output!r}")
+    return output
 
-    Args:
-        relation_groups: ``{(fstart, fend): [relation, ...]}`` with each segment relation a dict
-            ``{"triplet": [s, p, o], "score", "duration": [b, e), "sub_traj": [[x1, y1, x2, y2] per frame],
-            "obj_traj"}``; with ``"sub_duration"`` and ``"obj_duration"`` the trajectories follow those instead.
-        linkage_threshold: two relations link when their subjects' and then their objects' cubic IoU (inclusive
-            pixels, float32) is ``> linkage_threshold``.
-        inference_topk: relations kept per segment (highest scores first).
-        association_topk: video relations returned.
-        nms: when ``< 1``, a video relation is dropped if a higher-scored one of the same triplet encloses its
-            subject and its object by more than ``nms`` (``cubic_enclose``).
-        temporal_tolerance: trajectories ``g`` frames apart (``g < temporal_tolerance``) link on the IoU of their
-            boundary boxes.
 
-    Algorithm: segments are visited by start frame. Each keeps its top ``inference_topk`` relations by score
-    (stable sort, descending). The video relations extended or created by the previous segment are sorted by
-    their score (sum of their confidences, stable, descending); each new relation, in score order, extends the
-    first of them with the same triplet that links to it (trajectories joined: mean over the overlap,
-    interpolation across a gap; its confidence appended), which then leaves that list; otherwise it starts a new
-    video relation. Finally every video relation is cut to the common span of its subject and object (dropped if
-    that is <= 1 frame), sorted by score (stable), cut to ``association_topk`` and, if ``nms < 1``, greedily
-    suppressed.
-
-    Returns:
-        ``[{"triplet", "score", "duration", "sub_traj", "obj_traj"}]`` in the official prediction format, highest
-        score first. Raises ``ValueError`` naming the offending argument and relation.
-    """
-    threshold, inference_topk, association_topk, nms, temporal_tolerance = _check_params(
-        linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance
-    )
-    segments = _select(relation_groups, inference_topk)
+def _associate_ref(relation_groups: Any, params: tuple) -> tuple[list[tuple[_Relation, dict]], tuple]:
+    """The reference algorithm: ([(video relation, its official dict)] in output order, the distinct triplets)."""
+    threshold, inference_topk, association_topk, nms, temporal_tolerance = params
+    segments, triplets = _io.select_dicts(relation_groups, inference_topk)
 
     video_relations: list[_Relation] = []
     previous: list[_Relation] = []  # extended or created by the previous segment
@@ -400,7 +213,79 @@ def greedy_relation_association_ref(
             if not any(k.triplet_id == r.triplet_id and k.encloses(r, nms) for k, _ in kept):
                 kept.append((r, out))
         results = kept
-    return [out for _, out in results]
+    return results, triplets
+
+
+def _ref_arrays(results: list[tuple[_Relation, dict]], triplets: tuple) -> AssociationArrays:
+    """The reference's video relations as :class:`AssociationArrays`, built from its trajectories."""
+    spans = [r.span() for r, _ in results]
+    lengths = [e - b for b, e in spans]
+    sub = [r.sub.during(*sp) for (r, _), sp in zip(results, spans, strict=True)]
+    obj = [r.obj.during(*sp) for (r, _), sp in zip(results, spans, strict=True)]
+    return AssociationArrays(
+        origin=np.array([r.first.row for r, _ in results], dtype=np.int64),
+        triplet=np.array([r.triplet_id for r, _ in results], dtype=np.int64),
+        score=np.array([out["score"] for _, out in results], dtype=np.float64),
+        duration=np.array(spans, dtype=np.int64).reshape(-1, 2),
+        offsets=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+        sub_boxes=np.concatenate(sub) if sub else np.zeros((0, 4)),
+        obj_boxes=np.concatenate(obj) if obj else np.zeros((0, 4)),
+        triplets=triplets,
+    )
+
+
+def greedy_relation_association_ref(
+    relation_groups: Mapping | SegmentRelations,
+    *,
+    linkage_threshold: float = 0.5,
+    inference_topk: int = 200,
+    association_topk: int = 200,
+    nms: float = 1.0,
+    temporal_tolerance: float = 30,
+    output: str = "dicts",
+) -> list[dict] | AssociationArrays:
+    """Greedy relational association, reference path (VidVRD-II ``greedy_relation_association``).
+
+    Args:
+        relation_groups: ``{(fstart, fend): [relation, ...]}`` with each segment relation a dict
+            ``{"triplet": [s, p, o], "score", "duration": [b, e), "sub_traj": [[x1, y1, x2, y2] per frame],
+            "obj_traj"}``; with ``"sub_duration"`` and ``"obj_duration"`` the trajectories follow those instead.
+            Or the same as columns: :class:`SegmentRelations` (one video; relation rows grouped by segment).
+        linkage_threshold: two relations link when their subjects' and then their objects' cubic IoU (inclusive
+            pixels, float32) is ``> linkage_threshold``.
+        inference_topk: relations kept per segment (highest scores first).
+        association_topk: video relations returned.
+        nms: when ``< 1``, a video relation is dropped if a higher-scored one of the same triplet encloses its
+            subject and its object by more than ``nms`` (``cubic_enclose``).
+        temporal_tolerance: trajectories ``g`` frames apart (``g < temporal_tolerance``) link on the IoU of their
+            boundary boxes.
+        output: ``"dicts"`` (the official format) or ``"arrays"`` (:class:`AssociationArrays`).
+
+    Algorithm: segments are visited by start frame. Each keeps its top ``inference_topk`` relations by score
+    (stable sort, descending). The video relations extended or created by the previous segment are sorted by
+    their score (sum of their confidences, stable, descending); each new relation, in score order, extends the
+    first of them with the same triplet that links to it (trajectories joined: mean over the overlap,
+    interpolation across a gap; its confidence appended), which then leaves that list; otherwise it starts a new
+    video relation. Finally every video relation is cut to the common span of its subject and object (dropped if
+    that is <= 1 frame), sorted by score (stable), cut to ``association_topk`` and, if ``nms < 1``, greedily
+    suppressed.
+
+    Returns:
+        ``[{"triplet", "score", "duration", "sub_traj", "obj_traj"}]`` in the official prediction format, highest
+        score first, or the same as :class:`AssociationArrays`. Raises ``ValueError`` naming the offending argument
+        and relation.
+    """
+    output = _check_output(output)
+    params = _io.check_params(linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance)
+    if isinstance(relation_groups, SegmentRelations):
+        rel = _io.check_relations(relation_groups)
+        if output == "dicts" and rel.triplets is None:
+            _io.fail("the dict output needs relations.triplets (the triplet of each id)")
+        out = _ref_arrays(*_associate_ref(_io.to_groups(rel), params))
+        out = out._replace(triplet=rel.triplet[out.origin], triplets=rel.triplets)
+        return out.to_dicts() if output == "dicts" else out
+    results, triplets = _associate_ref(relation_groups, params)
+    return [out for _, out in results] if output == "dicts" else _ref_arrays(results, triplets)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -408,7 +293,7 @@ def greedy_relation_association_ref(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _flat_boxes(selected: list[_Parsed], total: int) -> np.ndarray:
+def _flat_boxes(selected: list[_io.Parsed], total: int) -> np.ndarray:
     """Every selected relation's subject then object boxes as one checked (total, 4) float64 array, read in one
     pass: by the extension's reader for lists of Python floats, else by a single np.asarray over the flattened
     list. On any problem, re-checks relation by relation to name the first offending one, in the reference's
@@ -430,25 +315,41 @@ def _flat_boxes(selected: list[_Parsed], total: int) -> np.ndarray:
     if not ok:
         for p in selected:
             _checked_boxes(p)
-        _fail("expected the trajectories to hold [x1, y1, x2, y2] boxes")  # not reached: the loop names the culprit
+        _io.fail("expected the trajectories to hold [x1, y1, x2, y2] boxes")  # not reached: the loop names the culprit
     return boxes
 
 
-def _greedy_cpp(relation_groups, linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance):
-    threshold, inference_topk, association_topk, nms, temporal_tolerance = _check_params(
-        linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance
-    )
+def _run_cpp(segment_offsets, triplets, scores, spans, box_offsets, boxes, params) -> tuple[np.ndarray, ...]:
+    """The C++ association on flat arrays in processing order: (origin, score, duration, offsets, sub, obj)."""
+    threshold, _, association_topk, nms, temporal_tolerance = params
     if _F32_COMPARES_IN_F32:
         with np.errstate(over="ignore"):
             threshold_f32 = float(np.float32(threshold))
     else:
         threshold_f32 = threshold
+    return _ext.ext().greedy_relation_association(
+        segment_offsets,
+        triplets,
+        scores,
+        spans,
+        box_offsets,
+        boxes,
+        threshold,
+        threshold_f32,
+        temporal_tolerance,
+        min(association_topk, 2**62),
+        nms,
+        _COMPENSATED_SUM,
+    )
+
+
+def _greedy_cpp(relation_groups: Mapping, params: tuple, output: str) -> list[dict] | AssociationArrays:
     # Only acyclic lists, tuples and dicts are built below, hundreds of thousands of them for a long video; the
     # cyclic garbage collector would rescan every live object (the input included) several times meanwhile.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        segments = _select(relation_groups, inference_topk)
+        segments, triplet_table = _io.select_dicts(relation_groups, params[1])
         selected = [p for segment in segments for p in segment]
         n = len(selected)
         segment_offsets = np.cumsum([0] + [len(s) for s in segments], dtype=np.int64)
@@ -459,20 +360,14 @@ def _greedy_cpp(relation_groups, linkage_threshold, inference_topk, association_
         np.cumsum((spans[:, 1] - spans[:, 0]) + (spans[:, 3] - spans[:, 2]), out=box_offsets[1:])
         boxes = _flat_boxes(selected, int(box_offsets[-1]))
 
-        origin, score, duration, offsets, sub_boxes, obj_boxes = _ext.ext().greedy_relation_association(
-            segment_offsets,
-            triplets,
-            scores,
-            spans,
-            box_offsets,
-            boxes,
-            threshold,
-            threshold_f32,
-            temporal_tolerance,
-            min(association_topk, 2**62),
-            nms,
-            _COMPENSATED_SUM,
+        origin, score, duration, offsets, sub_boxes, obj_boxes = _run_cpp(
+            segment_offsets, triplets, scores, spans, box_offsets, boxes, params
         )
+        if output == "arrays":
+            rows = np.fromiter((p.row for p in selected), dtype=np.int64, count=n)
+            return AssociationArrays(
+                rows[origin], triplets[origin], score, duration, offsets, sub_boxes, obj_boxes, triplet_table
+            )
         sub_list, obj_list, offsets = sub_boxes.tolist(), obj_boxes.tolist(), offsets.tolist()
         return [
             {
@@ -489,8 +384,27 @@ def _greedy_cpp(relation_groups, linkage_threshold, inference_topk, association_
             gc.enable()
 
 
+def _greedy_cpp_arrays(relations: SegmentRelations, params: tuple) -> AssociationArrays:
+    """The C++ path on columns: the selection and the box gather are NumPy, with no Python object per relation."""
+    rel = _io.check_relations(relations)
+    rows, segment_offsets = _io.select_rows(rel, params[1])  # (R',), (S + 1,)
+    duration = rel.duration[rows]  # (R', 2)
+    if len(rows) == len(rel.triplet) and (rows == np.arange(len(rows))).all():  # in order already, nothing cut
+        boxes, box_offsets = rel.boxes, rel.box_offsets
+    else:
+        lengths = 2 * (duration[:, 1] - duration[:, 0])  # subject + object boxes of each relation
+        boxes = rel.boxes[_io.ranges(rel.box_offsets[rows], lengths)]
+        box_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    triplets = rel.triplet[rows]
+    origin, score, dur, offsets, sub_boxes, obj_boxes = _run_cpp(
+        segment_offsets, triplets, rel.score[rows], np.concatenate([duration, duration], axis=1), box_offsets,
+        boxes, params,
+    )  # fmt: skip
+    return AssociationArrays(rows[origin], triplets[origin], score, dur, offsets, sub_boxes, obj_boxes, rel.triplets)
+
+
 def greedy_relation_association(
-    relation_groups: Mapping,
+    relation_groups: Mapping | SegmentRelations,
     *,
     linkage_threshold: float = 0.5,
     inference_topk: int = 200,
@@ -498,23 +412,32 @@ def greedy_relation_association(
     nms: float = 1.0,
     temporal_tolerance: float = 30,
     impl: str = "auto",
-) -> list[dict]:
+    output: str = "dicts",
+) -> list[dict] | AssociationArrays:
     """Greedy relational association of segment relations into video relations (see
     :func:`greedy_relation_association_ref` for the arguments and the algorithm).
 
-    ``impl``: ``"auto"`` (C++ when the extension is built), ``"cpp"``, or ``"ref"`` / ``"torch"`` (both the
-    pure-Python reference). Every path returns exactly VidVRD-II's output on the same input.
+    ``relation_groups``: the official dicts, or :class:`SegmentRelations` (columns). ``output``: ``"dicts"`` (the
+    official format; from columns it needs ``SegmentRelations.triplets``) or ``"arrays"``
+    (:class:`AssociationArrays`, without a Python object per box). ``impl``: ``"auto"`` (C++ when the extension is
+    built), ``"cpp"``, or ``"ref"`` / ``"torch"`` (both the pure-Python reference). Every path returns exactly
+    VidVRD-II's output on the same input.
     """
-    path = resolve_impl(impl, _OP, ("cpp", "ref", "torch"), fallback="ref")
-    if path == "cpp":
-        return _greedy_cpp(
-            relation_groups, linkage_threshold, inference_topk, association_topk, nms, temporal_tolerance
-        )
-    return greedy_relation_association_ref(
-        relation_groups,
-        linkage_threshold=linkage_threshold,
-        inference_topk=inference_topk,
-        association_topk=association_topk,
-        nms=nms,
-        temporal_tolerance=temporal_tolerance,
-    )
+    path = resolve_impl(impl, _io.OP, ("cpp", "ref", "torch"), fallback="ref")
+    kwargs = {
+        "linkage_threshold": linkage_threshold,
+        "inference_topk": inference_topk,
+        "association_topk": association_topk,
+        "nms": nms,
+        "temporal_tolerance": temporal_tolerance,
+    }
+    if path != "cpp":
+        return greedy_relation_association_ref(relation_groups, **kwargs, output=output)
+    output = _check_output(output)
+    params = _io.check_params(**kwargs)
+    if isinstance(relation_groups, SegmentRelations):
+        if output == "dicts" and relation_groups.triplets is None:
+            _io.fail("the dict output needs relations.triplets (the triplet of each id)")
+        out = _greedy_cpp_arrays(relation_groups, params)
+        return out.to_dicts() if output == "dicts" else out
+    return _greedy_cpp(relation_groups, params, output)
