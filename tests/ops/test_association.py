@@ -9,12 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.common import needs_ext
 from uasan import _ext
 from uasan.ops import association as assoc_mod
 from uasan.ops.association import greedy_relation_association, greedy_relation_association_ref
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Random videos
@@ -241,6 +239,15 @@ def _rel(triplet, score, b, e, sub, obj, **extra):
     return {"triplet": triplet, "score": score, "duration": [b, e], "sub_traj": sub, "obj_traj": obj, **extra}
 
 
+def _split_rel(triplet, score, sub_duration, obj_duration, box):
+    """A relation whose subject and object span frames of their own, one ``box`` a frame."""
+    (sb, se), (ob, oe) = sub_duration, obj_duration
+    return {
+        "triplet": triplet, "score": score, "sub_duration": [sb, se], "obj_duration": [ob, oe],
+        "sub_traj": [box] * (se - sb), "obj_traj": [box] * (oe - ob),
+    }  # fmt: skip
+
+
 IMPLS = ["ref", pytest.param("cpp", marks=needs_ext)]
 
 
@@ -300,24 +307,8 @@ def test_short_common_span_dropped(impl):
     box = [0.0, 0.0, 10.0, 10.0]
     groups = {
         (0, 10): [
-            # Subject over [0, 5), object over [4, 10): the common span [4, 5) is 1 frame: dropped.
-            {
-                "triplet": [1, 2, 3],
-                "score": 0.9,
-                "sub_duration": [0, 5],
-                "obj_duration": [4, 10],
-                "sub_traj": [box] * 5,
-                "obj_traj": [box] * 6,
-            },
-            # Common span [3, 5): 2 frames, kept.
-            {
-                "triplet": [1, 2, 4],
-                "score": 0.1,
-                "sub_duration": [0, 5],
-                "obj_duration": [3, 10],
-                "sub_traj": [box] * 5,
-                "obj_traj": [box] * 7,
-            },
+            _split_rel([1, 2, 3], 0.9, [0, 5], [4, 10], box),  # common span [4, 5): 1 frame, dropped
+            _split_rel([1, 2, 4], 0.1, [0, 5], [3, 10], box),  # common span [3, 5): 2 frames, kept
             _rel([1, 2, 5], 0.5, 7, 8, [box], [box]),  # a 1-frame relation: dropped
         ]
     }
