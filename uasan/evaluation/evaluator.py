@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -15,7 +16,9 @@ class RelationEvaluator:
     ``groundtruth`` is the official dict video → relations; ``objects`` / ``predicates`` restrict it to a split
     (:func:`~uasan.evaluation.filter_groundtruth`; predictions are never filtered). ``videos="all"`` evaluates over
     every ground-truth video (a video never processed has no predictions, as in the official evaluator);
-    ``"processed"`` only over the videos passed to :meth:`process` (for a partial validation pass).
+    ``"processed"`` only over the videos passed to :meth:`process` (for a partial validation pass). ``options`` are
+    the metric keywords of :func:`evaluate_relations` (``viou_threshold``, ``det_nreturns``, ``tag_nreturns``,
+    ``per_video``, ``check_boxes``, ``impl``), with its defaults; a name it does not take is a ``TypeError`` here.
     """
 
     def __init__(
@@ -24,24 +27,15 @@ class RelationEvaluator:
         *,
         objects: Collection | None = None,
         predicates: Collection | None = None,
-        viou_threshold: float = 0.5,
-        det_nreturns: Sequence[int] = (50, 100),
-        tag_nreturns: Sequence[int] = (1, 5, 10),
-        per_video: bool = False,
         videos: str = "all",
-        check_boxes: str = "all",
+        **options: Any,
     ) -> None:
         if videos not in ("all", "processed"):
             raise ValueError(f"RelationEvaluator: expected videos to be 'all' or 'processed', but got {videos!r}")
+        inspect.signature(evaluate_relations).bind({}, {}, **options)  # TypeError for a name it does not take
         self._gt = filter_groundtruth(groundtruth, objects, predicates)
         self._videos = videos
-        self._options = dict(
-            viou_threshold=viou_threshold,
-            det_nreturns=det_nreturns,
-            tag_nreturns=tag_nreturns,
-            per_video=per_video,
-            check_boxes=check_boxes,
-        )
+        self._options = options
         self._predictions: dict[Any, list[Relation]] = {}
 
     def reset(self) -> None:
