@@ -166,6 +166,8 @@ def test_relation_evaluator_accumulates():
     assert ev.evaluate()["mAP"] == 0.0
     with pytest.raises(ValueError, match="'ghost' is not in the ground truth"):
         ev.process("ghost", [])
+    with pytest.raises(TypeError, match="viou"):
+        RelationEvaluator(gt, viou=0.5)  # a metric keyword evaluate_relations does not take
     with pytest.raises(ValueError, match="list of relation dicts"):
         ev.process("v", pred["v"][0])
     split_ev = RelationEvaluator(gt, objects={"dog", "cat"}, predicates={"watch"})

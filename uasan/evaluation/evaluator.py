@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -22,34 +23,27 @@ class RelationEvaluator:
     predictions, as in the official evaluator); ``"processed"`` only over the videos passed to :meth:`process` /
     :meth:`process_columns` (for a partial validation pass). Predictions come as one video's official dicts
     (:meth:`process`) or as the columns of many videos (:meth:`process_columns`, no Python object per box); the two
-    may be mixed, a video once.
+    may be mixed, a video once. ``options`` are the metric keywords of
+    :func:`evaluate_relations` (``viou_threshold``, ``det_nreturns``, ``tag_nreturns``, ``per_video``,
+    ``check_boxes``, ``impl``), with its defaults; a name it does not take is a ``TypeError`` here.
     """
 
     def __init__(
         self,
-        groundtruth: RelationsByVideo,
+        groundtruth: RelationsByVideo | ColumnarRelations,
         *,
         objects: Collection | None = None,
         predicates: Collection | None = None,
-        viou_threshold: float = 0.5,
-        det_nreturns: Sequence[int] = (50, 100),
-        tag_nreturns: Sequence[int] = (1, 5, 10),
-        per_video: bool = False,
         videos: str = "all",
-        check_boxes: str = "all",
+        **options: Any,
     ) -> None:
         if videos not in ("all", "processed"):
             raise ValueError(f"RelationEvaluator: expected videos to be 'all' or 'processed', but got {videos!r}")
+        inspect.signature(evaluate_relations).bind({}, {}, **options)  # TypeError for a name it does not take
         self._gt = filter_groundtruth(groundtruth, objects, predicates)
         self._gt_videos = set(self._gt.videos if isinstance(self._gt, ColumnarRelations) else self._gt)
         self._videos = videos
-        self._options = dict(
-            viou_threshold=viou_threshold,
-            det_nreturns=det_nreturns,
-            tag_nreturns=tag_nreturns,
-            per_video=per_video,
-            check_boxes=check_boxes,
-        )
+        self._options = options
         self._predictions: dict[Any, list[Relation]] = {}
         self._columns: list[RelationColumns] = []
         self._column_videos: set = set()
