@@ -112,20 +112,7 @@ def test_association_top200(benchmark, bench, impl):
 @functools.cache
 def columns(topk: int) -> SegmentRelations:
     """video(topk) as columns: rows in the dicts' order, triplets interned in that order."""
-    ids: dict = {}
-    segments, counts, trip, score, dur, boxes = [], [0], [], [], [], []
-    for key, rels in video(topk).items():
-        segments.append(key)
-        counts.append(len(rels))
-        for r in rels:
-            trip.append(ids.setdefault(tuple(r["triplet"]), len(ids)))
-            score.append(r["score"])
-            dur.append(r["duration"])
-            boxes += [np.asarray(r["sub_traj"]), np.asarray(r["obj_traj"])]
-    return SegmentRelations(
-        np.array(segments), np.cumsum(counts), np.array(trip), np.array(score), np.array(dur), np.concatenate(boxes),
-        tuple(ids),
-    )  # fmt: skip
+    return SegmentRelations.from_groups(video(topk))
 
 
 def from_dicts(rel: SegmentRelations) -> list[dict]:

@@ -96,31 +96,29 @@ def naive(video, boxes, tower) -> dict:
 REQUESTS = len(SEGMENTS) * (OBJECTS + OBJECTS * (OBJECTS - 1)) * K  # 1,440
 
 
-@pytest.mark.benchmark(group="extract-cpu")
-@pytest.mark.parametrize("path", ["naive", "fast"])
-def test_extract_cpu(benchmark, bench, workload, path):
+def _agree_then_bench(benchmark, bench, workload, path: str, device: str, rtol: float, atol: float) -> None:
+    """Both paths give the same features (within ``rtol`` / ``atol``), then ``path`` is timed."""
     video, boxes, tower_dir = workload
-    tower = load_vision_tower(tower_dir, "cpu")
+    tower = load_vision_tower(tower_dir, device)
     got, want = fast(video, boxes, tower), naive(video, boxes, tower)
     assert got.keys() == want.keys() == {fs for fs, _ in SEGMENTS}
     for fs in want:
         for a, b in zip(got[fs], want[fs], strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
     fn = fast if path == "fast" else naive
     benchmark.extra_info.update(crop_requests=REQUESTS, segments=len(SEGMENTS))
     bench(benchmark, fn, video, boxes, tower, slow=path == "naive")
+
+
+@pytest.mark.benchmark(group="extract-cpu")
+@pytest.mark.parametrize("path", ["naive", "fast"])
+def test_extract_cpu(benchmark, bench, workload, path):
+    _agree_then_bench(benchmark, bench, workload, path, "cpu", 1e-4, 1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.benchmark(group="extract-gpu")
 @pytest.mark.parametrize("path", ["naive", "fast"])
 def test_extract_gpu(benchmark, bench, workload, path):
-    video, boxes, tower_dir = workload
-    tower = load_vision_tower(tower_dir, "cuda")
-    got, want = fast(video, boxes, tower), naive(video, boxes, tower)
-    for fs in want:  # bf16 autocast: batched and single-crop kernels round differently
-        for a, b in zip(got[fs], want[fs], strict=True):
-            np.testing.assert_allclose(a, b, rtol=5e-2, atol=5e-2)
-    fn = fast if path == "fast" else naive
-    benchmark.extra_info.update(crop_requests=REQUESTS, segments=len(SEGMENTS))
-    bench(benchmark, fn, video, boxes, tower, slow=path == "naive")
+    # bf16 autocast: batched and single-crop kernels round differently
+    _agree_then_bench(benchmark, bench, workload, path, "cuda", 5e-2, 5e-2)

@@ -75,26 +75,30 @@ void check_valid_boxes(const char* op, const T* boxes, const uint8_t* valid, int
 
 }  // namespace
 
-template <typename T>
-void box_iou(const T* a, int64_t n, const T* b, int64_t m, bool plus_one, T* out) {
-  check_boxes("box_iou", "a", a, n);
-  check_boxes("box_iou", "b", b, m);
+namespace {
+
+// Shared loop of box_iou / box_giou: F of every box of a against every box of b.
+template <double (*F)(const Box&, const Box&, double), typename T>
+void box_pair_matrix(const char* op, const T* a, int64_t n, const T* b, int64_t m, bool plus_one, T* out) {
+  check_boxes(op, "a", a, n);
+  check_boxes(op, "b", b, m);
   const double off = plus_one ? 1.0 : 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const Box bi = load(a + 4 * i);
-    for (int64_t j = 0; j < m; ++j) out[i * m + j] = static_cast<T>(iou(bi, load(b + 4 * j), off));
+    for (int64_t j = 0; j < m; ++j) out[i * m + j] = static_cast<T>(F(bi, load(b + 4 * j), off));
   }
+}
+
+}  // namespace
+
+template <typename T>
+void box_iou(const T* a, int64_t n, const T* b, int64_t m, bool plus_one, T* out) {
+  box_pair_matrix<iou>("box_iou", a, n, b, m, plus_one, out);
 }
 
 template <typename T>
 void box_giou(const T* a, int64_t n, const T* b, int64_t m, bool plus_one, T* out) {
-  check_boxes("box_giou", "a", a, n);
-  check_boxes("box_giou", "b", b, m);
-  const double off = plus_one ? 1.0 : 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const Box bi = load(a + 4 * i);
-    for (int64_t j = 0; j < m; ++j) out[i * m + j] = static_cast<T>(giou(bi, load(b + 4 * j), off));
-  }
+  box_pair_matrix<giou>("box_giou", a, n, b, m, plus_one, out);
 }
 
 template <typename T>

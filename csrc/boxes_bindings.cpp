@@ -10,28 +10,28 @@ namespace uasan_py {
 
 namespace {
 
+// box_iou / box_giou share their signature: boxes a (N, 4) against b (M, 4) -> (N, M).
 template <typename T>
-carray<T> box_iou_py(carray<T> a, carray<T> b, bool plus_one) {
-  require_shape("box_iou", "a", a, {-1, 4}, "(N, 4)");
-  require_shape("box_iou", "b", b, {-1, 4}, "(M, 4)");
+carray<T> box_matrix_py(const char* op, void (*f)(const T*, int64_t, const T*, int64_t, bool, T*), carray<T> a,
+                        carray<T> b, bool plus_one) {
+  require_shape(op, "a", a, {-1, 4}, "(N, 4)");
+  require_shape(op, "b", b, {-1, 4}, "(M, 4)");
   carray<T> out({a.shape(0), b.shape(0)});
   {
     py::gil_scoped_release nogil;
-    uasan::box_iou<T>(a.data(), a.shape(0), b.data(), b.shape(0), plus_one, out.mutable_data());
+    f(a.data(), a.shape(0), b.data(), b.shape(0), plus_one, out.mutable_data());
   }
   return out;
 }
 
 template <typename T>
+carray<T> box_iou_py(carray<T> a, carray<T> b, bool plus_one) {
+  return box_matrix_py<T>("box_iou", &uasan::box_iou<T>, a, b, plus_one);
+}
+
+template <typename T>
 carray<T> box_giou_py(carray<T> a, carray<T> b, bool plus_one) {
-  require_shape("box_giou", "a", a, {-1, 4}, "(N, 4)");
-  require_shape("box_giou", "b", b, {-1, 4}, "(M, 4)");
-  carray<T> out({a.shape(0), b.shape(0)});
-  {
-    py::gil_scoped_release nogil;
-    uasan::box_giou<T>(a.data(), a.shape(0), b.data(), b.shape(0), plus_one, out.mutable_data());
-  }
-  return out;
+  return box_matrix_py<T>("box_giou", &uasan::box_giou<T>, a, b, plus_one);
 }
 
 void require_pair_inputs(const char* op, const py::array& boxes, const py::array& valid, const py::array& pairs) {
@@ -54,30 +54,32 @@ py::tuple pair_union_boxes_py(carray<T> boxes, carray<bool> valid, carray<int64_
   return py::make_tuple(out, out_valid);
 }
 
-template <typename T>
-carray<T> pair_motion_features_py(carray<T> boxes, carray<bool> valid, carray<int64_t> pairs, double min_size) {
-  require_pair_inputs("pair_motion_features", boxes, valid, pairs);
+// pair_motion_features / pair_giou_start_end share their signature: one row of `width` values per pair, from the
+// window's boxes (N, T, 4), valid (N, T) and pairs (P, 2), and one scalar option.
+template <typename T, typename Option>
+carray<T> pair_rows_py(const char* op, py::ssize_t width,
+                       void (*f)(const T*, const uint8_t*, int64_t, int64_t, const int64_t*, int64_t, Option, T*),
+                       carray<T> boxes, carray<bool> valid, carray<int64_t> pairs, Option option) {
+  require_pair_inputs(op, boxes, valid, pairs);
   const py::ssize_t n = boxes.shape(0), t = boxes.shape(1), p = pairs.shape(0);
-  carray<T> out({p, py::ssize_t(12)});
+  carray<T> out({p, width});
   {
     py::gil_scoped_release nogil;
-    uasan::pair_motion_features<T>(boxes.data(), reinterpret_cast<const uint8_t*>(valid.data()), n, t, pairs.data(),
-                                   p, min_size, out.mutable_data());
+    f(boxes.data(), reinterpret_cast<const uint8_t*>(valid.data()), n, t, pairs.data(), p, option, out.mutable_data());
   }
   return out;
 }
 
 template <typename T>
+carray<T> pair_motion_features_py(carray<T> boxes, carray<bool> valid, carray<int64_t> pairs, double min_size) {
+  return pair_rows_py<T, double>("pair_motion_features", 12, &uasan::pair_motion_features<T>, boxes, valid, pairs,
+                                 min_size);
+}
+
+template <typename T>
 carray<T> pair_giou_start_end_py(carray<T> boxes, carray<bool> valid, carray<int64_t> pairs, bool plus_one) {
-  require_pair_inputs("pair_giou_start_end", boxes, valid, pairs);
-  const py::ssize_t n = boxes.shape(0), t = boxes.shape(1), p = pairs.shape(0);
-  carray<T> out({p, py::ssize_t(2)});
-  {
-    py::gil_scoped_release nogil;
-    uasan::pair_giou_start_end<T>(boxes.data(), reinterpret_cast<const uint8_t*>(valid.data()), n, t, pairs.data(),
-                                  p, plus_one, out.mutable_data());
-  }
-  return out;
+  return pair_rows_py<T, bool>("pair_giou_start_end", 2, &uasan::pair_giou_start_end<T>, boxes, valid, pairs,
+                               plus_one);
 }
 
 uasan::TrajSet traj_set(const char* op, const char* arg, const carray<double>& boxes, const carray<int64_t>& starts,

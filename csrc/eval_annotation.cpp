@@ -43,6 +43,18 @@ void read_str(Cursor& cur, const Where& w, const char* suffix, std::string& out)
   cur.string(&out);
 }
 
+// Enters the list that is the value of the top-level field `key`.
+void open_list(Cursor& cur, std::string_view key) {
+  if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
+  cur.expect('[', "'['");
+}
+
+// Enters the object at `at`.
+void open_object(Cursor& cur, const Where& at) {
+  if (cur.peek() != '{') bad(at(), "expected an object");
+  cur.expect('{', "'{'");
+}
+
 struct Box {
   int64_t frame, index, tid;
   double b[4];
@@ -84,15 +96,13 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
       has[2] = true;
       tids.clear();
       cats.clear();
-      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
-      cur.expect('[', "'['");
+      open_list(cur, key);
       for (bool f1 = true; cur.next_item(f1);) {
         const Where at{"subject/objects", static_cast<int64_t>(tids.size()), -1};
-        if (cur.peek() != '{') bad(at(), "expected an object");
+        open_object(cur, at);
         bool has_tid = false, has_cat = false;
         int64_t tid = 0;
         std::string cat;
-        cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
           if (json::is(sub_key, "tid")) {
             tid = read_int(cur, at, ".tid");
@@ -113,18 +123,16 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
       has[3] = true;
       boxes.clear();
       frames = 0;
-      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
-      cur.expect('[', "'['");
+      open_list(cur, key);
       for (bool f1 = true; cur.next_item(f1); ++frames) {
         if (cur.peek() != '[') bad("trajectories[" + std::to_string(frames) + "]", "expected a list of boxes");
         cur.expect('[', "'['");
         int64_t j = 0;
         for (bool f2 = true; cur.next_item(f2); ++j) {
           const Where at{"trajectories", frames, j};
-          if (cur.peek() != '{') bad(at(), "expected an object");
+          open_object(cur, at);
           Box box{frames, j, 0, {0, 0, 0, 0}};
           bool has_tid = false, has_bbox = false;
-          cur.expect('{', "'{'");
           for (bool f3 = true; cur.next_key(sub_key, f3);) {
             if (json::is(sub_key, "tid")) {
               box.tid = read_int(cur, at, ".tid");
@@ -172,14 +180,12 @@ AnnotationRelations read_annotation_file(const char* data, int64_t size) {
     } else if (json::is(key, "relation_instances")) {
       has[4] = true;
       rels.clear();
-      if (cur.peek() != '[') bad(std::string(key), std::string("expected list, got ") + cur.kind());
-      cur.expect('[', "'['");
+      open_list(cur, key);
       for (bool f1 = true; cur.next_item(f1);) {
         const Where at{"relation_instances", static_cast<int64_t>(rels.size()), -1};
-        if (cur.peek() != '{') bad(at(), "expected an object");
+        open_object(cur, at);
         Rel r{0, 0, 0, 0, ""};
         bool h[5] = {false, false, false, false, false};
-        cur.expect('{', "'{'");
         for (bool f2 = true; cur.next_key(sub_key, f2);) {
           if (json::is(sub_key, "subject_tid")) r.sub = read_int(cur, at, ".subject_tid"), h[0] = true;
           else if (json::is(sub_key, "object_tid")) r.obj = read_int(cur, at, ".object_tid"), h[1] = true;

@@ -258,6 +258,20 @@ class EvalPySource : public uasan::TrajSource {
   std::vector<std::vector<double>> cache_[2][2];
 };
 
+// Appends video v's list of relation dicts `rels` (the prediction's when is_pred: with scores) to `out`, each row
+// with its list index for messages (the caller closes the video's row range). Raises through eval_recheck.
+void eval_read_video(PyObject* rels, PyObject* vid, int64_t v, bool is_pred, const EvalKeys& keys, PyObject* ids,
+                     EvalRelations& out) {
+  const char* arg = is_pred ? "prediction" : "groundtruth";
+  if (!eval_seq(rels)) eval_recheck(arg, vid, -1);
+  const py::ssize_t n = PySequence_Fast_GET_SIZE(rels);
+  for (py::ssize_t i = 0; i < n; ++i) {
+    if (!eval_read_relation(PySequence_Fast_ITEMS(rels)[i], is_pred, keys, ids, out)) eval_recheck(arg, vid, i);
+    out.video.push_back(v);
+    out.index.push_back(i);
+  }
+}
+
 // groundtruth, prediction: dicts video -> list of relation dicts (the official format). Evaluates the videos with
 // ground truth -> (videos, ap, det_hits, tag_prec, n_tag, n_gt, n_pred). all_boxes=false reads only the boxes the
 // matching compares; true reads and checks every box of every evaluated relation first.
@@ -274,32 +288,15 @@ py::tuple eval_relations_dicts_py(py::dict groundtruth, py::dict prediction, dou
   py::ssize_t pos = 0;
   while (PyDict_Next(groundtruth.ptr(), &pos, &vid, &rels)) {
     if (!eval_seq(rels)) eval_recheck("groundtruth", vid, -1);
-    const py::ssize_t n = PySequence_Fast_GET_SIZE(rels);
-    if (n == 0) continue;
+    if (PySequence_Fast_GET_SIZE(rels) == 0) continue;
     const int64_t v = static_cast<int64_t>(vid_objs.size());
     vid_objs.push_back(vid);
     videos.append(py::reinterpret_borrow<py::object>(vid));
-    for (py::ssize_t i = 0; i < n; ++i) {
-      if (!eval_read_relation(PySequence_Fast_ITEMS(rels)[i], false, keys, ids.ptr(), gt)) {
-        eval_recheck("groundtruth", vid, i);
-      }
-      gt.video.push_back(v);
-      gt.index.push_back(i);
-    }
+    eval_read_video(rels, vid, v, false, keys, ids.ptr(), gt);
     gt.offsets.push_back(static_cast<int64_t>(gt.triplet.size()));
     PyObject* prels = PyDict_GetItemWithError(prediction.ptr(), vid);
     if (!prels && PyErr_Occurred()) throw py::error_already_set();
-    if (prels) {
-      if (!eval_seq(prels)) eval_recheck("prediction", vid, -1);
-      const py::ssize_t m = PySequence_Fast_GET_SIZE(prels);
-      for (py::ssize_t i = 0; i < m; ++i) {
-        if (!eval_read_relation(PySequence_Fast_ITEMS(prels)[i], true, keys, ids.ptr(), pred)) {
-          eval_recheck("prediction", vid, i);
-        }
-        pred.video.push_back(v);
-        pred.index.push_back(i);
-      }
-    }
+    if (prels) eval_read_video(prels, vid, v, true, keys, ids.ptr(), pred);
     pred.offsets.push_back(static_cast<int64_t>(pred.triplet.size()));
   }
 

@@ -263,6 +263,140 @@ def scores(acc, a_ptr, a_mask, b_ptr, b_mask, Dh, SLICE: tl.constexpr, NUM_K: tl
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# loop steps shared by the kernels. A program owns BLOCK_M rows (queries in the forward and in dQ, keys in dK / dV)
+# and loops over tiles of BLOCK_N rows of the other side. The owner rows' operand of a score product is their
+# (BLOCK_M, SLICE) tile, kept in registers across the loop, when the head dim is one slice (NUM_K == 1); else their
+# row pointers, whose slices ``scores`` loads where used (``owner_rows`` gives either). The kernels compute every
+# pointer where the step uses it (not earlier): a (BLOCK_N,) tensor of 64-bit pointers kept live across the dots
+# costs registers that the tiles near the limit do not have (``tests/kernels/test_compile.py``).
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def head_and_block(n_rows, BLOCK_M: tl.constexpr):
+    """(head, row block) of this program: grid axis 1 runs over H · ⌈n_rows / BLOCK_M⌉."""
+    n_blocks = tl.cdiv(n_rows, BLOCK_M)
+    return tl.program_id(1) // n_blocks, tl.program_id(1) % n_blocks
+
+
+@triton.jit
+def owner_rows(ptr, rmask, Dh, SLICE: tl.constexpr, NUM_K: tl.constexpr):
+    """The owner rows' operand (see above): their tile when NUM_K == 1, else the row pointers ``ptr`` (R,)."""
+    if NUM_K == 1:
+        own = load_rows(ptr, rmask, tl.arange(0, SLICE), Dh)  # (R, HEAD_DIM_PAD)
+    else:
+        own = ptr
+    return own
+
+
+@triton.jit
+def qk_tile(q_own, rvalid, k_ptr, cvalid, Dh, SLICE: tl.constexpr, NUM_K: tl.constexpr, PREC: tl.constexpr):
+    """Q Kᵀ (BLOCK_M, BLOCK_N) of the owner query rows ``q_own`` against the key rows at ``k_ptr`` (BLOCK_N,)."""
+    if NUM_K == 1:
+        sc = tl.dot(q_own, tl.trans(load_rows(k_ptr, cvalid, tl.arange(0, SLICE), Dh)), input_precision=PREC)
+    else:
+        zero = tl.zeros((rvalid.shape[0], cvalid.shape[0]), tl.float32)
+        sc = scores(zero, q_own, rvalid, k_ptr, cvalid, Dh, SLICE, NUM_K, PREC)
+    return sc
+
+
+@triton.jit
+def softmax_update(sc, cvalid, m_i, l_i, qk_scale):
+    """The forward's online softmax over one key tile of scores ``sc`` (BLOCK_M, BLOCK_N): → (P, α, m, l) with
+    P = exp2(S · scale − m) (log2 domain; 0 where a key is out of range), the new running max m and sum l (BLOCK_M,),
+    and α = exp2(m_old − m), the factor that rescales what was accumulated before. The caller then takes
+    acc = α · acc + P V."""
+    sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # (BLOCK_M, BLOCK_N), log2 domain
+    m_new = tl.maximum(m_i, tl.max(sc, 1))
+    alpha = tl.exp2(m_i - m_new)
+    pr = tl.exp2(sc - m_new[:, None])
+    l_i = l_i * alpha + tl.sum(pr, 1)
+    return pr, alpha, m_new, l_i
+
+
+@triton.jit
+def store_forward(OUT, LSE, out, m_i, l_i, orow, rvalid, d_own, Dh, HD, hoff, H, h, chunk):
+    """The output ``out`` (BLOCK_M, BLOCK_D) = acc / l into rows ``orow`` (BLOCK_M,) of OUT (·, HD = H·Dh), columns
+    ``d_own`` of head ``h`` (at column ``hoff``); the chunk-0 program also saves the rows' log-sum-exp (log2 domain)
+    for the backward."""
+    omask = rvalid[:, None] & (d_own < Dh)[None, :]
+    tl.store(OUT + (orow * HD + hoff)[:, None] + d_own[None, :], out.to(OUT.dtype.element_ty), mask=omask)
+    if chunk == 0:
+        tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
+
+
+@triton.jit
+def dkdv_step(
+    dk, dv, k_own, v_own, lvalid, q_ptr, do_ptr, qvalid, LSE, DELTA, qrow, H, h, d_own, Dh, qk_scale,
+    SLICE: tl.constexpr, NUM_K: tl.constexpr, NUM_CHUNKS: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One tile of query rows (``q_ptr``, ``do_ptr`` (BLOCK_N,), valid where ``qvalid``; rows ``qrow`` of the saved
+    log-sum-exp and Δ, LSE and DELTA (·, H)) in the dK, dV loop of the owner key rows ``k_own``, ``v_own``:
+
+        Sᵀ = K Qᵀ,  Pᵀ = exp2(Sᵀ · scale − lse),  dSᵀ = Pᵀ ∘ (V dOᵀ − Δ),  dV += Pᵀ dO,  dK += dSᵀ Q
+
+    over the columns ``d_own`` (dK without its factor ``scale``). → (dk, dv)."""
+    d_all = tl.arange(0, SLICE)
+    if NUM_K == 1:
+        q_s = load_rows(q_ptr, qvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+        do_s = load_rows(do_ptr, qvalid, d_all, Dh)
+        s_t = tl.dot(k_own, tl.trans(q_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
+        dp_t = tl.dot(v_own, tl.trans(do_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = (dO Vᵀ)ᵀ
+    else:
+        zero = tl.zeros((lvalid.shape[0], qvalid.shape[0]), tl.float32)
+        s_t = scores(zero, k_own, lvalid, q_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+        dp_t = scores(zero, v_own, lvalid, do_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
+    if NUM_K == 1 and NUM_CHUNKS == 1:
+        q_c = q_s
+        do_c = do_s
+    else:
+        q_c = load_rows(q_ptr, qvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
+        do_c = load_rows(do_ptr, qvalid, d_own, Dh)
+    lse = tl.load(LSE + qrow * H + h, mask=qvalid, other=0.0)
+    delta = tl.load(DELTA + qrow * H + h, mask=qvalid, other=0.0)
+    p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
+    ds_t = p_t * (dp_t - delta[None, :])
+    dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
+    dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
+    return dk, dv
+
+
+@triton.jit
+def dq_step(
+    dq, q_own, do_own, rvalid, lse, delta, k_ptr, v_ptr, kvalid, d_own, Dh, qk_scale,
+    SLICE: tl.constexpr, NUM_K: tl.constexpr, NUM_CHUNKS: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """One tile of key rows (``k_ptr``, ``v_ptr`` (BLOCK_N,), valid where ``kvalid``) in the dQ loop of the owner
+    query rows ``q_own``, ``do_own`` with their log-sum-exp ``lse`` and Δ ``delta`` (BLOCK_M,):
+
+        S = Q Kᵀ,  P = exp2(S · scale − lse),  dS = P ∘ (dO Vᵀ − Δ),  dQ += dS K
+
+    over the columns ``d_own`` (without the factor ``scale``). → dq."""
+    d_all = tl.arange(0, SLICE)
+    if NUM_K == 1:
+        k_s = load_rows(k_ptr, kvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
+        sc = tl.dot(q_own, tl.trans(k_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
+        dp = tl.dot(do_own, tl.trans(load_rows(v_ptr, kvalid, d_all, Dh)), input_precision=PREC)
+    else:
+        zero = tl.zeros((rvalid.shape[0], kvalid.shape[0]), tl.float32)
+        sc = scores(zero, q_own, rvalid, k_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+        dp = scores(zero, do_own, rvalid, v_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
+    if NUM_K == 1 and NUM_CHUNKS == 1:
+        k_c = k_s
+    else:
+        k_c = load_rows(k_ptr, kvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
+    pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
+    ds = pr * (dp - delta[:, None])
+    dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
+    return dq
+
+
+def head_dim_chunks(dpad: int, meta) -> int:
+    """Grid axis 2 of every tiled kernel: the head-dim chunks of ``min(dpad, MAX_D)`` columns."""
+    return dpad // min(dpad, meta["MAX_D"])
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # Δ pre-pass of every backward: delta[r] = Σ_d dO[r, d] · O[r, d]  (rows r of a contiguous (R, Dh) view)
 # ------------------------------------------------------------------------------------------------------------------
 

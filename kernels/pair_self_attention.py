@@ -47,12 +47,19 @@ from uasan.kernels._attention_common import (
     LOG2E,
     autotuned,
     device_guard,
+    dkdv_step,
     dot_precision,
+    dq_step,
+    head_and_block,
+    head_dim_chunks,
     head_dim_pad,
     interpreting,
     load_rows,
+    owner_rows,
+    qk_tile,
     row_dot,
-    scores,
+    softmax_update,
+    store_forward,
 )
 
 #: Override of the number of ranges the pair list of each trajectory is cut into in the backward (None: heuristic).
@@ -84,9 +91,7 @@ def _pair_fwd_kernel(
     L = 2 * Lt + Lp
     HD = H * Dh
     p = tl.program_id(0).to(tl.int64)
-    n_mblocks = tl.cdiv(L, BLOCK_M)
-    h = tl.program_id(1) // n_mblocks
-    mb = tl.program_id(1) % n_mblocks
+    h, mb = head_and_block(L, BLOCK_M)
     chunk = tl.program_id(2)
     hoff = h * Dh
     s = tl.load(SUBJ + p)
@@ -97,8 +102,7 @@ def _pair_fwd_kernel(
     t_off, p_off, in_t = _seq_offsets(s, o, p, rows, Lt, Lp, HD, hoff)
     q_ptr = tl.where(in_t, TQ + t_off, PQ + p_off)  # (BLOCK_M,) row pointers
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)  # (BLOCK_D,) this program's output columns
-    if NUM_K == 1:  # the whole head dim in one slice: Q stays in registers across the loop
-        q_all = load_rows(q_ptr, rvalid, tl.arange(0, SLICE), Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+    q_own = owner_rows(q_ptr, rvalid, Dh, SLICE, NUM_K)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -107,26 +111,11 @@ def _pair_fwd_kernel(
         cols = n0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key positions in X_p
         cvalid = cols < L
         kt_off, kp_off, k_in_t = _seq_offsets(s, o, p, cols, Lt, Lp, HD, hoff)
-        k_ptr = tl.where(k_in_t, TK + kt_off, PK + kp_off)
-        if NUM_K == 1:
-            sc = tl.dot(q_all, tl.trans(load_rows(k_ptr, cvalid, tl.arange(0, SLICE), Dh)), input_precision=PREC)
-        else:
-            sc = scores(tl.zeros((BLOCK_M, BLOCK_N), tl.float32), q_ptr, rvalid, k_ptr, cvalid, Dh, SLICE, NUM_K, PREC)
-        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # (BLOCK_M, BLOCK_N), log2 domain
-        m_new = tl.maximum(m_i, tl.max(sc, 1))
-        alpha = tl.exp2(m_i - m_new)
-        pr = tl.exp2(sc - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(pr, 1)
+        sc = qk_tile(q_own, rvalid, tl.where(k_in_t, TK + kt_off, PK + kp_off), cvalid, Dh, SLICE, NUM_K, PREC)
+        pr, alpha, m_i, l_i = softmax_update(sc, cvalid, m_i, l_i, qk_scale)
         v = load_rows(tl.where(k_in_t, TV + kt_off, PV + kp_off), cvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
         acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v, input_precision=PREC)
-        m_i = m_new
-
-    acc = acc / l_i[:, None]
-    orow = p * L + rows  # (BLOCK_M,) row of OUT (P·L, H·Dh)
-    omask = rvalid[:, None] & (d_own < Dh)[None, :]
-    tl.store(OUT + (orow * HD + hoff)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
-    if chunk == 0:
-        tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
+    store_forward(OUT, LSE, acc / l_i[:, None], m_i, l_i, p * L + rows, rvalid, d_own, Dh, HD, hoff, H, h, chunk)
 
 
 @triton.jit(do_not_specialize=["N_OWN", "N_SPLIT"])
@@ -153,9 +142,7 @@ def _pair_bwd_kernel(
         OQ = PQ
         OK = PK
         OV = PV
-    n_rblocks = tl.cdiv(nrows, BLOCK_M)
-    h = tl.program_id(1) // n_rblocks
-    rb = tl.program_id(1) % n_rblocks
+    h, rb = head_and_block(nrows, BLOCK_M)
     chunk = tl.program_id(2) % NUM_CHUNKS
     split = tl.program_id(2) // NUM_CHUNKS
     hoff = h * Dh
@@ -172,10 +159,8 @@ def _pair_bwd_kernel(
     lvalid = local < nrows
     own_off = (own * nrows + local) * HD + hoff  # (BLOCK_M,) row offsets in the owner tensor (N·Lt or P·Lp, H·Dh)
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_all = tl.arange(0, SLICE)
-    if NUM_K == 1:  # one slice: the owner rows' K and V stay in registers
-        k_all = load_rows(OK + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
-        v_all = load_rows(OV + own_off, lvalid, d_all, Dh)
+    k_own = owner_rows(OK + own_off, lvalid, Dh, SLICE, NUM_K)
+    v_own = owner_rows(OV + own_off, lvalid, Dh, SLICE, NUM_K)
 
     # phase 1: dK, dV of the owner rows, over every query row of every pair they appear in
     dk = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -194,35 +179,17 @@ def _pair_bwd_kernel(
             qt_off, qp_off, q_in_t = _seq_offsets(s, o, p, qi, Lt, Lp, HD, hoff)
             q_ptr = tl.where(q_in_t, TQ + qt_off, PQ + qp_off)
             do_ptr = DO + qrow * HD + hoff
-            if NUM_K == 1:
-                q_s = load_rows(q_ptr, qvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
-                do_s = load_rows(do_ptr, qvalid, d_all, Dh)
-                s_t = tl.dot(k_all, tl.trans(q_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
-                dp_t = tl.dot(v_all, tl.trans(do_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = (dO Vᵀ)ᵀ
-            else:
-                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                s_t = scores(zero, OK + own_off, lvalid, q_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
-                dp_t = scores(zero, OV + own_off, lvalid, do_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
-            if NUM_K == 1 and NUM_CHUNKS == 1:
-                q_c = q_s
-                do_c = do_s
-            else:
-                q_c = load_rows(q_ptr, qvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
-                do_c = load_rows(do_ptr, qvalid, d_own, Dh)
-            lse = tl.load(LSE + qrow * H + h, mask=qvalid, other=0.0)
-            delta = tl.load(DELTA + qrow * H + h, mask=qvalid, other=0.0)
-            p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
-            ds_t = p_t * (dp_t - delta[None, :])
-            dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
-            dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
+            dk, dv = dkdv_step(
+                dk, dv, k_own, v_own, lvalid, q_ptr, do_ptr, qvalid, LSE, DELTA, qrow, H, h, d_own, Dh, qk_scale,
+                SLICE, NUM_K, NUM_CHUNKS, PREC,
+            )  # fmt: skip
     out_off = (((split * N_OWN + own) * nrows + local) * HD + hoff)[:, None] + d_own[None, :]
     own_mask = lvalid[:, None] & (d_own < Dh)[None, :]
     tl.store(DK + out_off, (dk * scale).to(DK.dtype.element_ty), mask=own_mask)
     tl.store(DV + out_off, dv.to(DV.dtype.element_ty), mask=own_mask)
 
     # phase 2: dQ of the owner rows, over every key row of every pair they appear in
-    if NUM_K == 1:
-        q_all = load_rows(OQ + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+    q_own = owner_rows(OQ + own_off, lvalid, Dh, SLICE, NUM_K)
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for e in range(e_start, e_end):
         if TRAJ:
@@ -238,29 +205,17 @@ def _pair_bwd_kernel(
         do_ptr = DO + orow * HD + hoff
         lse = tl.load(LSE + orow * H + h, mask=lvalid, other=0.0)
         delta = tl.load(DELTA + orow * H + h, mask=lvalid, other=0.0)
-        if NUM_K == 1:
-            do_all = load_rows(do_ptr, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+        do_own = owner_rows(do_ptr, lvalid, Dh, SLICE, NUM_K)
         for j0 in range(0, L, BLOCK_N):
             kj = j0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key positions in X_p
             kvalid = kj < L
             kt_off, kp_off, k_in_t = _seq_offsets(s, o, p, kj, Lt, Lp, HD, hoff)
             k_ptr = tl.where(k_in_t, TK + kt_off, PK + kp_off)
             v_ptr = tl.where(k_in_t, TV + kt_off, PV + kp_off)
-            if NUM_K == 1:
-                k_s = load_rows(k_ptr, kvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
-                sc = tl.dot(q_all, tl.trans(k_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
-                dp = tl.dot(do_all, tl.trans(load_rows(v_ptr, kvalid, d_all, Dh)), input_precision=PREC)
-            else:
-                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                sc = scores(zero, OQ + own_off, lvalid, k_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
-                dp = scores(zero, do_ptr, lvalid, v_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
-            if NUM_K == 1 and NUM_CHUNKS == 1:
-                k_c = k_s
-            else:
-                k_c = load_rows(k_ptr, kvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
-            pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
-            ds = pr * (dp - delta[:, None])
-            dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
+            dq = dq_step(
+                dq, q_own, do_own, lvalid, lse, delta, k_ptr, v_ptr, kvalid, d_own, Dh, qk_scale,
+                SLICE, NUM_K, NUM_CHUNKS, PREC,
+            )  # fmt: skip
     tl.store(DQ + out_off, (dq * scale).to(DQ.dtype.element_ty), mask=own_mask)
 
 
@@ -269,10 +224,6 @@ def _pair_bwd_kernel(
 # ------------------------------------------------------------------------------------------------------------------
 
 _KEY = ["Lt", "Lp", "H", "Dh"]
-
-
-def _chunks(dpad: int, meta) -> int:
-    return dpad // min(dpad, meta["MAX_D"])
 
 
 def pair_self_attention_forward(tq, tk, tv, pq, pk, pv, subj, obj, scale: float):
@@ -289,7 +240,7 @@ def pair_self_attention_forward(tq, tk, tv, pq, pk, pv, subj, obj, scale: float)
         pq = pk = pv = tq
     dpad = head_dim_pad(dh)
     kernel = autotuned("pair_fwd", _pair_fwd_kernel, _KEY, tq)
-    grid = lambda meta: (p, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    grid = lambda meta: (p, h * triton.cdiv(length, meta["BLOCK_M"]), head_dim_chunks(dpad, meta))  # noqa: E731
     kernel[grid](
         tq, tk, tv, pq, pk, pv, subj, obj, out, lse, lt, lp, h, dh, scale * LOG2E,
         HEAD_DIM_PAD=dpad, PREC=dot_precision(tq.dtype),
@@ -340,7 +291,7 @@ def pair_self_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse
     grads_pair = [torch.empty_like(x) for x in (pq, pk, pv)]  # every row written by the pair-mode programs
     if lp > 0:
         kernel = autotuned("pair_bwd_pair", _pair_bwd_kernel, _KEY, tq)
-        grid = lambda meta: (p, h * triton.cdiv(lp, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+        grid = lambda meta: (p, h * triton.cdiv(lp, meta["BLOCK_M"]), head_dim_chunks(dpad, meta))  # noqa: E731
         dpq, dpk, dpv = grads_pair
         kernel[grid](
             tq, tk, tv, pq_, pk_, pv_, subj, obj, do, lse, delta, ent, ptr, dpq, dpk, dpv,
@@ -353,7 +304,7 @@ def pair_self_attention_backward(do, tq, tk, tv, pq, pk, pv, subj, obj, out, lse
     # float32 partials (one compiled variant whatever the split; N·Lt rows are few, so the cast below is cheap)
     bufs = [torch.empty((splits, n, lt, h, dh), device=tq.device, dtype=torch.float32) for _ in range(3)]
     kernel = autotuned("pair_bwd_traj", _pair_bwd_kernel, _KEY, tq)
-    grid = lambda meta: (n, h * triton.cdiv(lt, meta["BLOCK_M"]), _chunks(dpad, meta) * splits)  # noqa: E731
+    grid = lambda meta: (n, h * triton.cdiv(lt, meta["BLOCK_M"]), head_dim_chunks(dpad, meta) * splits)  # noqa: E731
     kernel[grid](
         tq, tk, tv, pq_, pk_, pv_, subj, obj, do, lse, delta, ent, ptr, bufs[0], bufs[1], bufs[2],
         lt, lp, h, dh, n, splits, scale * LOG2E, scale, TRAJ=True, **scalars,

@@ -26,12 +26,19 @@ from uasan.kernels._attention_common import (
     LOG2E,
     autotuned,
     device_guard,
+    dkdv_step,
     dot_precision,
+    dq_step,
+    head_and_block,
+    head_dim_chunks,
     head_dim_pad,
     interpreting,
     load_rows,
+    owner_rows,
+    qk_tile,
     row_dot,
-    scores,
+    softmax_update,
+    store_forward,
 )
 
 #: Override of the number of batch ranges of the dQ reduction (None: heuristic).
@@ -49,17 +56,14 @@ def _sq_fwd_kernel(
     NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     b = tl.program_id(0).to(tl.int64)
-    n_mblocks = tl.cdiv(L, BLOCK_M)
-    h = tl.program_id(1) // n_mblocks
-    mb = tl.program_id(1) % n_mblocks
+    h, mb = head_and_block(L, BLOCK_M)
     chunk = tl.program_id(2)
     hoff = h * Dh
     rows = mb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) query rows, shared by every b
     rvalid = rows < L
     q_ptr = Q + rows * HD + hoff  # (BLOCK_M,) row pointers
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    if NUM_K == 1:
-        q_all = load_rows(q_ptr, rvalid, tl.arange(0, SLICE), Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+    q_own = owner_rows(q_ptr, rvalid, Dh, SLICE, NUM_K)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
     l_i = tl.zeros((BLOCK_M,), tl.float32)
@@ -67,26 +71,11 @@ def _sq_fwd_kernel(
     for n0 in range(0, S, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)  # (BLOCK_N,) key rows of b
         cvalid = cols < S
-        k_ptr = K + (b * S + cols) * HD + hoff
-        if NUM_K == 1:
-            sc = tl.dot(q_all, tl.trans(load_rows(k_ptr, cvalid, tl.arange(0, SLICE), Dh)), input_precision=PREC)
-        else:
-            sc = scores(tl.zeros((BLOCK_M, BLOCK_N), tl.float32), q_ptr, rvalid, k_ptr, cvalid, Dh, SLICE, NUM_K, PREC)
-        sc = tl.where(cvalid[None, :], sc * qk_scale, float("-inf"))  # (BLOCK_M, BLOCK_N), log2 domain
-        m_new = tl.maximum(m_i, tl.max(sc, 1))
-        alpha = tl.exp2(m_i - m_new)
-        pr = tl.exp2(sc - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(pr, 1)
+        sc = qk_tile(q_own, rvalid, K + (b * S + cols) * HD + hoff, cvalid, Dh, SLICE, NUM_K, PREC)
+        pr, alpha, m_i, l_i = softmax_update(sc, cvalid, m_i, l_i, qk_scale)
         v = load_rows(V + (b * S + cols) * HD + hoff, cvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
         acc = acc * alpha[:, None] + tl.dot(pr.to(v.dtype), v, input_precision=PREC)
-        m_i = m_new
-
-    acc = acc / l_i[:, None]
-    orow = b * L + rows  # (BLOCK_M,) rows of OUT (B·L, H·Dh)
-    omask = rvalid[:, None] & (d_own < Dh)[None, :]
-    tl.store(OUT + (orow * HD + hoff)[:, None] + d_own[None, :], acc.to(OUT.dtype.element_ty), mask=omask)
-    if chunk == 0:
-        tl.store(LSE + orow * H + h, m_i + tl.log2(l_i), mask=rvalid)
+    store_forward(OUT, LSE, acc / l_i[:, None], m_i, l_i, b * L + rows, rvalid, d_own, Dh, HD, hoff, H, h, chunk)
 
 
 @triton.jit
@@ -101,19 +90,15 @@ def _sq_bwd_kv_kernel(
     NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     b = tl.program_id(0).to(tl.int64)
-    n_blocks = tl.cdiv(S, BLOCK_M)
-    h = tl.program_id(1) // n_blocks
-    kb = tl.program_id(1) % n_blocks
+    h, kb = head_and_block(S, BLOCK_M)
     chunk = tl.program_id(2)
     hoff = h * Dh
     local = kb * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,) key rows of b
     lvalid = local < S
     own_off = (b * S + local) * HD + hoff  # (BLOCK_M,)
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_all = tl.arange(0, SLICE)
-    if NUM_K == 1:
-        k_all = load_rows(K + own_off, lvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
-        v_all = load_rows(V + own_off, lvalid, d_all, Dh)
+    k_own = owner_rows(K + own_off, lvalid, Dh, SLICE, NUM_K)
+    v_own = owner_rows(V + own_off, lvalid, Dh, SLICE, NUM_K)
 
     dk = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     dv = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
@@ -123,27 +108,10 @@ def _sq_bwd_kv_kernel(
         orow = b * L + qi  # rows of dO / LSE / Δ
         q_ptr = Q + qi * HD + hoff
         do_ptr = DO + orow * HD + hoff
-        if NUM_K == 1:
-            q_s = load_rows(q_ptr, qvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
-            do_s = load_rows(do_ptr, qvalid, d_all, Dh)
-            s_t = tl.dot(k_all, tl.trans(q_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N) = Sᵀ
-            dp_t = tl.dot(v_all, tl.trans(do_s), input_precision=PREC)
-        else:
-            zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-            s_t = scores(zero, K + own_off, lvalid, q_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
-            dp_t = scores(zero, V + own_off, lvalid, do_ptr, qvalid, Dh, SLICE, NUM_K, PREC)
-        if NUM_K == 1 and NUM_CHUNKS == 1:
-            q_c = q_s
-            do_c = do_s
-        else:
-            q_c = load_rows(q_ptr, qvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
-            do_c = load_rows(do_ptr, qvalid, d_own, Dh)
-        lse = tl.load(LSE + orow * H + h, mask=qvalid, other=0.0)
-        delta = tl.load(DELTA + orow * H + h, mask=qvalid, other=0.0)
-        p_t = tl.where(qvalid[None, :], tl.exp2(s_t * qk_scale - lse[None, :]), 0.0)
-        ds_t = p_t * (dp_t - delta[None, :])
-        dv += tl.dot(p_t.to(do_c.dtype), do_c, input_precision=PREC)
-        dk += tl.dot(ds_t.to(q_c.dtype), q_c, input_precision=PREC)
+        dk, dv = dkdv_step(
+            dk, dv, k_own, v_own, lvalid, q_ptr, do_ptr, qvalid, LSE, DELTA, orow, H, h, d_own, Dh, qk_scale,
+            SLICE, NUM_K, NUM_CHUNKS, PREC,
+        )  # fmt: skip
     off = own_off[:, None] + d_own[None, :]
     mask = lvalid[:, None] & (d_own < Dh)[None, :]
     tl.store(DK + off, (dk * scale).to(DK.dtype.element_ty), mask=mask)
@@ -162,9 +130,7 @@ def _sq_bwd_q_kernel(
     NUM_K: tl.constexpr = HEAD_DIM_PAD // SLICE
     HD = H * Dh
     split = tl.program_id(0).to(tl.int64)
-    n_mblocks = tl.cdiv(L, BLOCK_M)
-    h = tl.program_id(1) // n_mblocks
-    mb = tl.program_id(1) % n_mblocks
+    h, mb = head_and_block(L, BLOCK_M)
     chunk = tl.program_id(2)
     hoff = h * Dh
     b_start = B * split // N_SPLIT
@@ -173,9 +139,7 @@ def _sq_bwd_q_kernel(
     rvalid = rows < L
     q_ptr = Q + rows * HD + hoff
     d_own = chunk * BLOCK_D + tl.arange(0, BLOCK_D)
-    d_all = tl.arange(0, SLICE)
-    if NUM_K == 1:
-        q_all = load_rows(q_ptr, rvalid, d_all, Dh)  # (BLOCK_M, HEAD_DIM_PAD)
+    q_own = owner_rows(q_ptr, rvalid, Dh, SLICE, NUM_K)
 
     dq = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
     for b in range(b_start, b_end):
@@ -183,28 +147,16 @@ def _sq_bwd_q_kernel(
         do_ptr = DO + orow * HD + hoff
         lse = tl.load(LSE + orow * H + h, mask=rvalid, other=0.0)
         delta = tl.load(DELTA + orow * H + h, mask=rvalid, other=0.0)
-        if NUM_K == 1:
-            do_all = load_rows(do_ptr, rvalid, d_all, Dh)
+        do_own = owner_rows(do_ptr, rvalid, Dh, SLICE, NUM_K)
         for j0 in range(0, S, BLOCK_N):
             kj = j0 + tl.arange(0, BLOCK_N)
             kvalid = kj < S
             k_ptr = K + (b * S + kj) * HD + hoff
             v_ptr = V + (b * S + kj) * HD + hoff
-            if NUM_K == 1:
-                k_s = load_rows(k_ptr, kvalid, d_all, Dh)  # (BLOCK_N, HEAD_DIM_PAD)
-                sc = tl.dot(q_all, tl.trans(k_s), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
-                dp = tl.dot(do_all, tl.trans(load_rows(v_ptr, kvalid, d_all, Dh)), input_precision=PREC)
-            else:
-                zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                sc = scores(zero, q_ptr, rvalid, k_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
-                dp = scores(zero, do_ptr, rvalid, v_ptr, kvalid, Dh, SLICE, NUM_K, PREC)
-            if NUM_K == 1 and NUM_CHUNKS == 1:
-                k_c = k_s
-            else:
-                k_c = load_rows(k_ptr, kvalid, d_own, Dh)  # (BLOCK_N, BLOCK_D)
-            pr = tl.where(kvalid[None, :], tl.exp2(sc * qk_scale - lse[:, None]), 0.0)
-            ds = pr * (dp - delta[:, None])
-            dq += tl.dot(ds.to(k_c.dtype), k_c, input_precision=PREC)
+            dq = dq_step(
+                dq, q_own, do_own, rvalid, lse, delta, k_ptr, v_ptr, kvalid, d_own, Dh, qk_scale,
+                SLICE, NUM_K, NUM_CHUNKS, PREC,
+            )  # fmt: skip
     off = ((split * L + rows) * HD + hoff)[:, None] + d_own[None, :]
     tl.store(DQ + off, (dq * scale).to(DQ.dtype.element_ty), mask=rvalid[:, None] & (d_own < Dh)[None, :])
 
@@ -214,10 +166,6 @@ def _sq_bwd_q_kernel(
 # ------------------------------------------------------------------------------------------------------------------
 
 _KEY = ["L", "S", "H", "Dh"]
-
-
-def _chunks(dpad: int, meta) -> int:
-    return dpad // min(dpad, meta["MAX_D"])
 
 
 def shared_query_attention_forward(q, k, v, scale: float):
@@ -232,7 +180,7 @@ def shared_query_attention_forward(q, k, v, scale: float):
         return out.zero_(), lse.fill_(float("-inf"))  # softmax over no keys: an empty sum
     dpad = head_dim_pad(dh)
     kernel = autotuned("sq_fwd", _sq_fwd_kernel, _KEY, q)
-    grid = lambda meta: (b, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    grid = lambda meta: (b, h * triton.cdiv(length, meta["BLOCK_M"]), head_dim_chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, out, lse, length, s, h, dh, scale * LOG2E, HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
     return out, lse
 
@@ -259,13 +207,13 @@ def shared_query_attention_backward(do, q, k, v, out, lse, scale: float):
     scalars = dict(HEAD_DIM_PAD=dpad, PREC=dot_precision(q.dtype))
     dk, dv = torch.empty_like(k), torch.empty_like(v)  # every row written
     kernel = autotuned("sq_bwd_kv", _sq_bwd_kv_kernel, _KEY, q)
-    grid = lambda meta: (b, h * triton.cdiv(s, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    grid = lambda meta: (b, h * triton.cdiv(s, meta["BLOCK_M"]), head_dim_chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, do, lse, delta, dk, dv, length, s, h, dh, scale * LOG2E, scale, **scalars)
 
     splits = _dq_split(b, h, length, dpad, q.device)
     buf = torch.empty((splits, length, h, dh), device=q.device, dtype=torch.float32)  # (splits, L, H, Dh) partials
     kernel = autotuned("sq_bwd_q", _sq_bwd_q_kernel, _KEY, q)
-    grid = lambda meta: (splits, h * triton.cdiv(length, meta["BLOCK_M"]), _chunks(dpad, meta))  # noqa: E731
+    grid = lambda meta: (splits, h * triton.cdiv(length, meta["BLOCK_M"]), head_dim_chunks(dpad, meta))  # noqa: E731
     kernel[grid](q, k, v, do, lse, delta, buf, b, length, s, h, dh, splits, scale * LOG2E, scale, **scalars)
     dq = (buf[0] if splits == 1 else buf.sum(0)).to(q.dtype)  # fixed-order sum over the batch ranges
     return dq, dk, dv

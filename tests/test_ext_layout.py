@@ -20,30 +20,21 @@ from uasan import _ext
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _python(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``python *args`` from the repository root, output captured."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.skipif(
     _ext.installed_extension() == (True, None), reason="the installed package was built without its C++ extension"
 )
 def test_main_command_from_the_repository_root_uses_the_extension(tiny_world, tmp_path):
     env = {**os.environ, "UASAN_REQUIRE_EXT": "1", "OMP_NUM_THREADS": "1"}
     args = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_world), "--stage", "0", "--quiet", *TINY]
-    proc = subprocess.run(
-        [sys.executable, "-m", "uasan.train", *args, "pretrain.epochs=0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _python(["-m", "uasan.train", *args, "pretrain.epochs=0"], env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "extension not available" not in proc.stderr
-    probe = subprocess.run(
-        [sys.executable, "-c", "import uasan, uasan._ext as e; print(e._C.__file__); print(uasan.__file__)"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    probe = _python(["-c", "import uasan, uasan._ext as e; print(e._C.__file__); print(uasan.__file__)"], env, 120)
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert Path(probe.stdout.splitlines()[1]).resolve().parent == ROOT / "uasan"  # the checkout's package ...
     assert Path(probe.stdout.splitlines()[0]).is_file()  # ... with its built extension

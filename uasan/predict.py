@@ -37,8 +37,7 @@ from uasan.engine.config import InferConfig, TrainConfig, from_dict, to_dict
 from uasan.engine.run_folder import check_writable
 from uasan.evaluation import (
     RelationColumns,
-    evaluate_relations,
-    filter_groundtruth,
+    RelationEvaluator,
     split_categories,
     trajectory_recall,
 )
@@ -326,7 +325,13 @@ def evaluate_predictions(
                     gt_columns = RelationColumns.from_dicts(groundtruth, scores=False, op="evaluate_predictions")
                 gt = gt_columns
             objects, preds = split_categories(split, name)
-            m = evaluate_relations(filter_groundtruth(gt, objects, preds), pred, check_boxes="used")
+            ev = RelationEvaluator(gt, objects=objects, predicates=preds, check_boxes="used")
+            if isinstance(pred, RelationColumns):
+                ev.process_columns(pred)
+            else:
+                for vid, rels in pred.items():
+                    ev.process(vid, rels)
+            m = ev.evaluate()
             out[mode][name] = {k: m[k] for k in ("mAP", "R@50", "R@100")}
             if mode == "SGDet":
                 tags[name] = {k: m[k] for k in ("P@1", "P@5", "P@10")}

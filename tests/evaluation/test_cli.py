@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.evaluation.test_relations import hand_case
+from tests.evaluation.test_relations import hand_case, hand_case_edited
 from uasan import evaluate as cli
 from uasan.evaluation import evaluate_relations
 
@@ -54,17 +54,7 @@ def test_cli_split_from_file(files, tmp_path, capsys):
 
 
 def _bad_files():
-    good = hand_case()[1]
-
-    def with_rel(**edit):
-        rels = [dict(r) for r in good["v"]]
-        for k, v in edit.items():
-            if v is None:
-                del rels[1][k]
-            else:
-                rels[1][k] = v
-        return json.dumps({"results": {"v": rels}})
-
+    with_rel = hand_case_edited  # prediction 1 of the hand case edited
     return [
         ("{not json", r"pred.json: not valid JSON \(line 1"),
         (json.dumps({"version": "1"}), r"pred.json: expected an object with a 'results' field"),

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from tests.evaluation.test_relations import assert_same
 from uasan import _ext
@@ -21,8 +22,6 @@ from uasan.evaluation import (
     read_groundtruth,
     read_predictions,
 )
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 
 
 def canonical(data: dict) -> dict:
@@ -191,6 +190,9 @@ def test_annotations_equal_the_data_package(tmp_path, seed):
         (lambda a: a["trajectories"][0][0]["bbox"].update(xmax=-5), r"trajectories\[0\]\[0\]\.bbox"),
         (lambda a: a.update(video_id="other"), r"video_id"),
         (lambda a: a["relation_instances"][0].update(subject_tid=99), r"relation_instances\[0\]\.subject_tid"),
+        (lambda a: a.update(relation_instances={}), r"relation_instances"),  # not a list
+        (lambda a: a["subject/objects"].append([1]), r"subject/objects\[\d+\]'?: expected an object"),  # not an object
+        (lambda a: a["trajectories"][0].append(7), r"trajectories\[0\]\[2\]"),  # not an object
     ],
 )
 def test_bad_annotation_names_file_and_field(tmp_path, edit, pattern):

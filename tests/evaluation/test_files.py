@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
-from tests.evaluation.test_relations import assert_same, hand_case
-from uasan import _ext
+from tests.evaluation.test_relations import assert_same, hand_case, hand_case_edited
 from uasan.evaluation import (
     evaluate_files,
     evaluate_relations,
@@ -23,7 +23,7 @@ from uasan.evaluation import (
     read_predictions,
 )
 
-pytestmark = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
+pytestmark = needs_ext
 
 
 def write(tmp_path, gt, pred, name="p"):
@@ -109,16 +109,7 @@ def test_numbers_round_trip(tmp_path_factory, xs):
 
 def _bad_files():
     good = hand_case()[1]
-
-    def with_rel(**edit):
-        rels = [dict(r) for r in good["v"]]
-        for k, v in edit.items():
-            if v is None:
-                del rels[1][k]
-            else:
-                rels[1][k] = v
-        return json.dumps({"results": {"v": rels}})
-
+    with_rel = hand_case_edited  # prediction 1 of the hand case edited
     full = json.dumps({"results": good})
     return [
         (full[: len(full) // 2], r"p.json: not valid JSON \(line 1, column \d+"),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
-from uasan import _ext, ops
+from uasan import ops
 from uasan.evaluation import evaluate_relations, match_relations
 
-IMPLS = ["ref", pytest.param("cpp", marks=pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built"))]
+IMPLS = ["ref", pytest.param("cpp", marks=needs_ext)]
 
 
 def _cumulative_hits(gt: list, pred: list, impl: str) -> np.ndarray:
@@ -90,7 +91,7 @@ def test_bad_input_names_the_argument():
         match_relations([g], [], viou_threshold="high")
 
 
-@pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
+@needs_ext
 @pytest.mark.parametrize("seed", range(5))
 def test_cpp_flags_equal_the_reference(seed):
     gt_all, pred_all = dataset(np.random.default_rng(200 + seed), n_videos=8, n_cats=2, n_preds=1)

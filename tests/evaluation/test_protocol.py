@@ -11,6 +11,7 @@ import pytest
 from tests.evaluation.gen import dataset
 from tests.evaluation.test_relations import A, B, C, D, assert_same, hand_case, rel
 from uasan.evaluation import (
+    RelationColumns,
     RelationEvaluator,
     evaluate_open_vocabulary,
     evaluate_relations,
@@ -165,6 +166,8 @@ def test_relation_evaluator_accumulates():
     assert ev.evaluate()["mAP"] == 0.0
     with pytest.raises(ValueError, match="'ghost' is not in the ground truth"):
         ev.process("ghost", [])
+    with pytest.raises(TypeError, match="viou"):
+        RelationEvaluator(gt, viou=0.5)  # a metric keyword evaluate_relations does not take
     with pytest.raises(ValueError, match="list of relation dicts"):
         ev.process("v", pred["v"][0])
     split_ev = RelationEvaluator(gt, objects={"dog", "cat"}, predicates={"watch"})
@@ -183,4 +186,40 @@ def test_relation_evaluator_on_random_data(rng):
         [ev.evaluate()[k] for k in ("mAP", "R@50", "P@5")],
         [evaluate_relations_ref(gt, known)[k] for k in ("mAP", "R@50", "P@5")],
         atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize("gt_columns", [False, True])
+@pytest.mark.parametrize("videos", ["all", "processed"])
+def test_relation_evaluator_columns(rng, gt_columns, videos):
+    """Columns of many videos, dicts of others, columnar ground truth: the same metrics as the reference on the
+    same relations; a video given twice or unknown is refused by name."""
+    gt, pred = dataset(rng, n_videos=6)
+    known = {vid: rels for vid, rels in pred.items() if vid in gt}
+    vids = sorted(known)
+    as_columns, as_dicts = vids[: len(vids) // 2 + 1], vids[len(vids) // 2 + 1 :]
+    gt_in = RelationColumns.from_dicts(gt, scores=False) if gt_columns else gt
+    ev = RelationEvaluator(gt_in, objects=None, predicates=None, per_video=True, videos=videos)
+    ev.process_columns(RelationColumns.from_dicts({v: known[v] for v in as_columns}, scores=True))
+    for vid in as_dicts[:-1]:  # the last one is never processed
+        ev.process(vid, known[vid])
+    seen = as_columns + as_dicts[:-1]
+    got = ev.evaluate()
+    ref_gt = gt if videos == "all" else {v: gt[v] for v in seen}
+    want = evaluate_relations_ref(ref_gt, {v: known[v] for v in seen}, per_video=True)
+    np.testing.assert_allclose([got[k] for k in ("mAP", "R@50", "R@100", "P@1", "P@5")],
+                               [want[k] for k in ("mAP", "R@50", "R@100", "P@1", "P@5")], atol=1e-9)  # fmt: skip
+    assert got["per_video"].keys() == want["per_video"].keys()
+    with pytest.raises(ValueError, match=f"{as_columns[0]!r} was already"):
+        ev.process(as_columns[0], [])
+    with pytest.raises(ValueError, match=f"{as_columns[0]!r} was already processed"):
+        ev.process_columns(RelationColumns.from_dicts({as_columns[0]: known[as_columns[0]]}, scores=True))
+    with pytest.raises(ValueError, match="'ghost' is not in the ground truth"):
+        ev.process_columns(RelationColumns.from_dicts({"ghost": []}, scores=True))
+    with pytest.raises(ValueError, match="RelationColumns with scores"):
+        ev.process_columns(RelationColumns.from_dicts({"x": []}, scores=False))
+    ev.reset()
+    ev.process_columns(RelationColumns.from_dicts({vids[0]: known[vids[0]]}, scores=True))
+    assert ev.evaluate()["mAP"] == pytest.approx(
+        evaluate_relations_ref(gt if videos == "all" else {vids[0]: gt[vids[0]]}, {vids[0]: known[vids[0]]})["mAP"]
     )

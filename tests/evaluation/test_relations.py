@@ -3,6 +3,7 @@ cases, the empty cases and the input checks."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,11 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from uasan import _ext
 from uasan.evaluation import evaluate_relations, evaluate_relations_ref
-
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 
 KEYS = ("mAP", "R@50", "R@100", "P@1", "P@5", "P@10")
 
@@ -56,6 +56,18 @@ def hand_case():
         ]
     }
     return gt, pred
+
+
+def hand_case_edited(**edit) -> str:
+    """The hand case's prediction file as JSON text, with fields of prediction 1 replaced (``None``: deleted): a
+    malformed file for the reader and CLI tests."""
+    rels = [dict(r) for r in hand_case()[1]["v"]]
+    for k, v in edit.items():
+        if v is None:
+            del rels[1][k]
+        else:
+            rels[1][k] = v
+    return json.dumps({"results": {"v": rels}})
 
 
 @pytest.mark.parametrize("fn", [evaluate_relations, evaluate_relations_ref])

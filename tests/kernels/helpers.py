@@ -12,9 +12,10 @@ import os
 
 import torch
 
+from tests.common import CUDA
+
 os.environ.setdefault("UASAN_AUTOTUNE", "0")
 
-CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 DTYPE = torch.bfloat16 if CUDA else torch.float32  # the kernels' dtype in the tests (the interpreter's bf16 is wrong)
 

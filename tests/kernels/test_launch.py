@@ -8,10 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.common import needs_cuda
 from tests.kernels.helpers import flash_rule, grads, lowp_pair, lowp_shared
 from uasan.ops import attention as A
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = needs_cuda
 NAMES = ["out", "traj_q", "traj_k", "traj_v", "pair_q", "pair_k", "pair_v"]
 
 
@@ -23,6 +24,14 @@ def _problem(n, p, lt=4, lp=6, h=2, dh=64, dtype=torch.bfloat16, device="cuda", 
     xs += [torch.randn(p, lp, h, dh, generator=g).to(device, dtype) for _ in range(3)]
     do = torch.randn(p, 2 * lt + lp, h, dh, generator=g).to(device, dtype)
     return xs, subj, obj, do
+
+
+def _pair_flash_rule(xs, subj, obj, do):
+    """The Triton op and its gradients against float64 by FlashAttention's rule (bf16 PyTorch as the baseline)."""
+    got = grads(lambda *x: A.pair_self_attention(*x, subj, obj, impl="triton"), xs, do)
+    want = grads(lambda *x: A.pair_self_attention_ref(*x, subj, obj), xs, do, torch.float64)
+    same = grads(lambda *x: lowp_pair(*x, subj, obj), xs, do)
+    flash_rule(got, want, same, NAMES, atol=1e-3)
 
 
 def _compiled_variants() -> int:
@@ -71,19 +80,13 @@ def test_device_guard():
     """Tensors on cuda:1 while cuda:0 is current: the launches follow the tensors."""
     xs, subj, obj, do = _problem(4, 9, device="cuda:1")
     with torch.cuda.device(0):
-        got = grads(lambda *x: A.pair_self_attention(*x, subj, obj, impl="triton"), xs, do)
-        want = grads(lambda *x: A.pair_self_attention_ref(*x, subj, obj), xs, do, torch.float64)
-        same = grads(lambda *x: lowp_pair(*x, subj, obj), xs, do)
-    flash_rule(got, want, same, NAMES, atol=1e-3)
+        _pair_flash_rule(xs, subj, obj, do)
 
 
 def test_pairs_past_the_grid_limit():
     """P = 70,000 pairs on grid axis 0 (past CUDA's 65,535 limit of axes 1 and 2)."""
     xs, subj, obj, do = _problem(300, 70_000, lt=2, lp=3, h=1, dh=16)
-    got = grads(lambda *x: A.pair_self_attention(*x, subj, obj, impl="triton"), xs, do)
-    want = grads(lambda *x: A.pair_self_attention_ref(*x, subj, obj), xs, do, torch.float64)
-    same = grads(lambda *x: lowp_pair(*x, subj, obj), xs, do)
-    flash_rule(got, want, same, NAMES, atol=1e-3)
+    _pair_flash_rule(xs, subj, obj, do)
 
 
 @pytest.mark.parametrize(("h", "dh"), [(8, 64), (1, 512)])
@@ -93,10 +96,7 @@ def test_model_shapes_flash_rule(h, dh):
     s, o = torch.arange(n).repeat_interleave(n), torch.arange(n).repeat(n)
     subj, obj = s[s != o].cuda(), o[s != o].cuda()
     xs, _, _, do = _problem(n, subj.shape[0], lt=32, lp=34, h=h, dh=dh)
-    got = grads(lambda *x: A.pair_self_attention(*x, subj, obj, impl="triton"), xs, do)
-    want = grads(lambda *x: A.pair_self_attention_ref(*x, subj, obj), xs, do, torch.float64)
-    same = grads(lambda *x: lowp_pair(*x, subj, obj), xs, do)
-    flash_rule(got, want, same, NAMES, atol=1e-3)
+    _pair_flash_rule(xs, subj, obj, do)
 
 
 @pytest.mark.parametrize(("h", "dh"), [(8, 64), (1, 512)])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.common import needs_ext
 from tests.ops.test_association import random_params, random_video
-from uasan import _ext
 from uasan.ops import AssociationArrays, SegmentRelations, greedy_relation_association, greedy_relation_association_ref
 
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 IMPLS = ["ref", pytest.param("cpp", marks=needs_ext)]
 
 
@@ -20,26 +19,7 @@ def shared_duration(groups: dict) -> dict:
 
 def to_columns(groups: dict) -> SegmentRelations:
     """The same relations as columns, rows in the order the dict lists them, triplets interned in that order."""
-    ids: dict = {}
-    segments, counts, trip, score, dur, boxes = [], [0], [], [], [], []
-    for key, rels in groups.items():
-        segments.append(key)
-        counts.append(len(rels))
-        for r in rels:
-            trip.append(ids.setdefault(tuple(r["triplet"]), len(ids)))
-            score.append(r["score"])
-            dur.append(r["duration"])
-            boxes += [np.asarray(r["sub_traj"], dtype=np.float64).reshape(-1, 4)]
-            boxes += [np.asarray(r["obj_traj"], dtype=np.float64).reshape(-1, 4)]
-    return SegmentRelations(
-        segments=np.array(segments, dtype=np.int64).reshape(-1, 2),
-        segment_offsets=np.cumsum(counts),
-        triplet=np.array(trip, dtype=np.int64),
-        score=np.array(score, dtype=np.float64),
-        duration=np.array(dur, dtype=np.int64).reshape(-1, 2),
-        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
-        triplets=tuple(ids),
-    )
+    return SegmentRelations.from_groups(groups)
 
 
 def rows_of(groups: dict) -> list[dict]:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from tests.common import DEVICES
 from uasan import _ext, ops
 
 IMPLS = ["cpp", "torch", "ref"]
@@ -97,20 +98,34 @@ def test_box_iou_by_hand():
         assert_close(giou, [[-(900 - 200) / 900]])
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_box_iou_kinds_dtypes_and_layouts(impl, rng):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", ["auto", *IMPLS])
+def test_box_iou_kinds_dtypes_and_layouts(impl, device, rng):
     a = rng.uniform(0, 50, (9, 8)).astype(np.float32)
     a = np.concatenate([a[:, :2], a[:, :2] + 5], axis=1)
     strided = np.asfortranarray(a)[::2]  # non-contiguous
     out = ops.box_iou(strided, a, impl=impl)
     assert out.dtype == np.float32 and out.shape == (5, 9)
     assert_close(out, ops.box_iou(np.ascontiguousarray(strided).astype(np.float64), a.astype(np.float64), impl="ref"))
-    t = ops.box_iou(torch.from_numpy(a), torch.from_numpy(a), impl=impl)
-    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
-    assert_close(t.numpy(), ops.box_iou(a, a, impl="ref"))
+    ta = torch.from_numpy(a).to(device)
+    if device != "cpu" and impl in ("cpp", "ref"):  # host-only paths refuse device tensors, naming the argument
+        with pytest.raises(ValueError, match=f"box_iou: expected a on the CPU, but got a tensor on {device}"):
+            ops.box_iou(ta, ta, impl=impl)
+        return
+    # on a GPU, "auto" takes the PyTorch path and the result stays on the inputs' device
+    t = ops.box_iou(ta, ta, impl=impl)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device == ta.device
+    assert_close(t.cpu().numpy(), ops.box_iou(a, a, impl="ref"))
+    t = ops.box_giou(ta[::2], ta, impl=impl)  # a strided view
+    assert t.shape == (5, 9) and t.device == ta.device
+    assert_close(t.cpu().numpy(), ops.box_giou(a[::2].copy(), a, impl="ref"))
+    t = ops.box_iou(ta.long(), ta.long(), impl=impl)
+    assert t.dtype == torch.float64 and t.device == ta.device
+    assert_close(t.cpu().numpy(), ops.box_iou(a.astype(np.int64), a.astype(np.int64), impl="ref"))
     ints = ops.box_iou(a.astype(np.int64), a.astype(np.int64), impl=impl)
     assert ints.dtype == np.float64
     assert ops.box_iou(np.zeros((0, 4)), a, impl=impl).shape == (0, 9)
+    assert ops.box_iou(ta[:0], ta, impl=impl).shape == (0, 9)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -221,19 +236,34 @@ def test_pair_ops_degenerate_and_missing(impl):
     np.testing.assert_array_equal(g[1:], 0)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-def test_pair_ops_tensors_and_layouts(impl, rng):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", ["auto", *IMPLS])
+def test_pair_ops_tensors_and_layouts(impl, device, rng):
     n, t = 5, 7
     xy = rng.uniform(0, 100, (n, t, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (n, t, 2))], -1).astype(np.float32)
     valid = rng.random((n, t)) > 0.2
     pairs = np.array([(s, o) for s in range(n) for o in range(n) if s != o])
-    tb = torch.from_numpy(boxes).transpose(0, 1).contiguous().transpose(0, 1)  # non-contiguous view
-    out = ops.pair_motion_features(tb, torch.from_numpy(valid), torch.from_numpy(pairs), impl=impl)
-    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
-    assert_close(out.numpy(), ops.pair_motion_features(boxes, valid, pairs, impl="ref"), rtol=1e-5, atol=1e-5)
-    u, v = ops.pair_union_boxes(boxes[:, ::2], valid[:, ::2], pairs[::3], impl=impl)
+    tb = torch.from_numpy(boxes).to(device).transpose(0, 1).contiguous().transpose(0, 1)  # non-contiguous view
+    tv, tp = torch.from_numpy(valid).to(device), torch.from_numpy(pairs).to(device)
+    if device != "cpu" and impl in ("cpp", "ref"):  # host-only paths refuse device tensors, naming the argument
+        for op in (ops.pair_union_boxes, ops.pair_motion_features, ops.pair_giou_start_end):
+            with pytest.raises(ValueError, match=f"expected boxes on the CPU, but got a tensor on {device}"):
+                op(tb, tv, tp, impl=impl)
+        return
+    # on a GPU, "auto" takes the PyTorch path and the results stay on the inputs' device
+    out = ops.pair_motion_features(tb, tv, tp, impl=impl)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device == tb.device
+    assert_close(out.cpu().numpy(), ops.pair_motion_features(boxes, valid, pairs, impl="ref"), rtol=1e-5, atol=1e-5)
+    g = ops.pair_giou_start_end(tb, tv, tp, impl=impl)
+    assert g.dtype == torch.float32 and g.device == tb.device
+    assert_close(g.cpu().numpy(), ops.pair_giou_start_end(boxes, valid, pairs, impl="ref"), rtol=1e-5, atol=1e-5)
+    u, v = ops.pair_union_boxes(tb[:, ::2], tv[:, ::2], tp[::3], impl=impl)
+    assert u.device == v.device == tb.device
     u_ref, v_ref = ops.pair_union_boxes(boxes[:, ::2].copy(), valid[:, ::2].copy(), pairs[::3].copy(), impl="ref")
+    np.testing.assert_array_equal(u.cpu().numpy(), u_ref)
+    np.testing.assert_array_equal(v.cpu().numpy(), v_ref)
+    u, v = ops.pair_union_boxes(boxes[:, ::2], valid[:, ::2], pairs[::3], impl=impl)
     np.testing.assert_array_equal(u, u_ref)
     np.testing.assert_array_equal(v, v_ref)
 

@@ -33,18 +33,10 @@ from uasan.engine.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from uasan.engine.hooks import (
-    CheckpointHook,
-    EvalHook,
-    HookBase,
-    LoggingHook,
-    PlotHook,
-    default_hooks,
-    plot_curves,
-    read_jsonl,
-)
+from uasan.engine.hooks import CheckpointHook, EvalHook, LoggingHook, PlotHook, default_hooks, plot_curves
+from uasan.engine.jsonl import read_jsonl
 from uasan.engine.repro import EpochLoader, build_dataloader, resolve_device, seed_everything, to_device
-from uasan.engine.trainer import LossFn, Trainer, build_optimizer, warmup_cosine_schedule
+from uasan.engine.trainer import HookBase, LossFn, Trainer, build_optimizer, warmup_cosine_schedule
 
 __all__ = [
     "BUILTIN_CONFIGS",

@@ -1,7 +1,8 @@
 """Trainer hooks: everything around ``run_step`` (logging, evaluation, checkpoints, plots).
 
-A hook subclasses ``HookBase`` and overrides any of ``before_train, before_epoch, before_step, after_step,
-after_epoch, after_train``; ``self.trainer`` is the ``Trainer`` (set on registration). Hooks run in ascending
+A hook subclasses ``HookBase`` (defined beside the ``Trainer`` in ``uasan.engine.trainer``; this module imports it,
+never the reverse) and overrides any of ``before_train, before_epoch, before_step, after_step, after_epoch,
+after_train``; ``self.trainer`` is a weak proxy of the ``Trainer`` (set on registration). Hooks run in ascending
 ``priority``, ties in registration order. A hook with state that must survive a resume returns it from
 ``state_dict()`` (plain values / tensors) and takes it back in ``load_state_dict``.
 
@@ -24,17 +25,17 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from uasan.engine import distributed as dist_utils
 from uasan.engine._atomic import atomic_write, atomic_write_text
 from uasan.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from uasan.engine.jsonl import append_jsonl, read_jsonl
+from uasan.engine.trainer import HookBase
 
-if TYPE_CHECKING:
-    from uasan.engine.trainer import Trainer
-
+# HookBase, append_jsonl and read_jsonl are re-exported: they were defined here before.
 __all__ = [
     "HookBase",
     "LoggingHook",
@@ -46,80 +47,6 @@ __all__ = [
     "read_jsonl",
     "plot_curves",
 ]
-
-
-class HookBase:
-    """Base class of trainer hooks; every method is a no-op."""
-
-    priority: int = 50
-    trainer: Trainer
-
-    def before_train(self) -> None:
-        """Once, before the first epoch (also of a resumed run)."""
-
-    def after_train(self) -> None:
-        """Once at the end, also after a failure (``trainer.completed`` tells which)."""
-
-    def before_epoch(self) -> None:
-        """Before each epoch's first step; ``trainer.epoch`` is set."""
-
-    def after_epoch(self) -> None:
-        """After each epoch's last step; ``trainer.epochs_done == trainer.epoch + 1``."""
-
-    def before_step(self) -> None:
-        """Before each ``run_step``."""
-
-    def after_step(self) -> None:
-        """After each ``run_step``; ``trainer.losses`` / ``trainer.batch`` hold this step's values."""
-
-    def state_dict(self) -> dict[str, Any]:
-        """State saved in each checkpoint."""
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Take back ``state_dict()`` on resume."""
-
-
-# ------------------------------------------------------------------------------------------------------- log files
-
-
-def _jsonable(value: Any) -> Any:
-    if torch.is_tensor(value):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN / inf; keep the line parseable by strict readers
-    return value
-
-
-def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
-    """Append one record as a JSON line (flushed, so a killed run keeps what it logged)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(_jsonable(record)) + "\n")
-
-
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a ``log.jsonl``; a torn last line (killed mid-write) is skipped."""
-    records = []
-    path = Path(path)
-    if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
 
 
 # ----------------------------------------------------------------------------------------------------------- hooks

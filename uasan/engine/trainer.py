@@ -31,6 +31,7 @@ import hashlib
 import math
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,51 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from uasan.engine import distributed as dist_utils
 from uasan.engine.checkpoint import find_last_checkpoint, load_checkpoint
-from uasan.engine.hooks import HookBase, append_jsonl
+from uasan.engine.jsonl import append_jsonl
 from uasan.engine.repro import get_rng_state, set_rng_state, to_device
 
-__all__ = ["Trainer", "LossFn", "build_optimizer", "warmup_cosine_schedule"]
+__all__ = ["Trainer", "HookBase", "LossFn", "build_optimizer", "warmup_cosine_schedule"]
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
 """``loss_fn(model, batch) -> {name: scalar tensor}``; the trainer back-propagates the sum of the values."""
 
 CHECKPOINT_FORMAT = 1
+
+
+class HookBase:
+    """Base class of trainer hooks; every method is a no-op (the hooks themselves are in ``uasan.engine.hooks``).
+
+    ``self.trainer`` is set on registration to a ``weakref.proxy`` of the ``Trainer``: a trainer holds its hooks, and
+    a hook's back reference must not keep the trainer (its model, optimizer and data loader) alive.
+    """
+
+    priority: int = 50
+    trainer: Trainer
+
+    def before_train(self) -> None:
+        """Once, before the first epoch (also of a resumed run)."""
+
+    def after_train(self) -> None:
+        """Once at the end, also after a failure (``trainer.completed`` tells which)."""
+
+    def before_epoch(self) -> None:
+        """Before each epoch's first step; ``trainer.epoch`` is set."""
+
+    def after_epoch(self) -> None:
+        """After each epoch's last step; ``trainer.epochs_done == trainer.epoch + 1``."""
+
+    def before_step(self) -> None:
+        """Before each ``run_step``."""
+
+    def after_step(self) -> None:
+        """After each ``run_step``; ``trainer.losses`` / ``trainer.batch`` hold this step's values."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State saved in each checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back ``state_dict()`` on resume."""
 
 
 class Trainer:
@@ -150,7 +187,7 @@ class Trainer:
         for h in hooks:
             if not isinstance(h, HookBase):
                 raise TypeError(f"hooks: expected HookBase instances, got {type(h).__name__}")
-            h.trainer = self
+            h.trainer = weakref.proxy(self)
             self.hooks.append(h)
         self.hooks.sort(key=lambda h: h.priority)
 

@@ -38,14 +38,7 @@ __all__ = ["ColumnarRelations", "RelationColumns"]
 class ColumnarRelations:
     """What the columnar evaluation reads: :class:`RelationColumns`, or a relation file read lazily
     (:class:`uasan.evaluation.files.RelationFile`). Subclasses provide ``videos, video_offsets, triplets, triplet,
-    duration, score`` as in :class:`RelationColumns` and the box source below."""
-
-    videos: tuple
-    video_offsets: np.ndarray
-    triplets: tuple
-    triplet: np.ndarray
-    duration: np.ndarray
-    score: np.ndarray | None
+    duration, score`` (the fields of :class:`RelationColumns`, with their types) and the box source below."""
 
     def __len__(self) -> int:
         return int(self.triplet.shape[0])

@@ -94,6 +94,10 @@ def _videos(args: argparse.Namespace, root: Path) -> dict[str, Path]:
     raise ValueError(f"--videos: no video folder given and neither {root / 'videos'} nor {root / 'video'} exists")
 
 
+#: The keywords of ``segment_tracklets`` the CLI sets, each from the flag of the same name.
+_TRACKLET_OPTIONS = ("link_iou", "suppress_iou", "class_aware", "rescore", "min_length", "min_size", "max_tracklets")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -133,20 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         summaries.append(s)
         items = [it for it in items if it.vid not in s.failed]
     if step in ("tracklets", "all"):
-        s = pipeline.run_tracklets(
-            items,
-            layout,
-            det_dir,
-            overwrite=args.overwrite,
-            quiet=args.quiet,
-            link_iou=args.link_iou,
-            suppress_iou=args.suppress_iou,
-            class_aware=args.class_aware,
-            rescore=args.rescore,
-            min_length=args.min_length,
-            min_size=args.min_size,
-            max_tracklets=args.max_tracklets,
-        )
+        tracking = {k: getattr(args, k) for k in _TRACKLET_OPTIONS}
+        s = pipeline.run_tracklets(items, layout, det_dir, overwrite=args.overwrite, quiet=args.quiet, **tracking)
         summaries.append(s)
         items = [it for it in items if it.vid not in s.failed]
     if step in ("features", "all"):

@@ -100,12 +100,12 @@ class SegmentPlan:
 
     @property
     def num_crops(self) -> int:
-        return int(self.frames.shape[0])
+        return len(self.frames)
 
     @property
     def num_requests(self) -> int:
         """Crops a direct computation would run (every target × its sampled frames, no sharing)."""
-        return int(self.entry_crop.shape[0])
+        return len(self.entry_crop)
 
 
 def plan_segment(

@@ -127,6 +127,24 @@ def prefetch(it: Iterable[T], size: int = 4) -> Iterator[T]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _each_video(step: str, items: list[VideoItem], quiet: bool, work: Callable[[VideoItem, Summary], None]) -> Summary:
+    """The loop of the detect and tracklets steps: ``work(item, summary)`` per video under a progress bar; a
+    per-video error marks that video failed (with its reason) and the others go on."""
+    summary = Summary(step, videos=len(items))
+    t0 = time.perf_counter()
+    bar = _bar(len(items), step, quiet)
+    for item in items:
+        try:
+            work(item, summary)
+        except _PER_VIDEO_ERRORS as exc:
+            summary.failed[item.vid] = _reason(exc)
+        finally:
+            bar.update(1)
+    bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
 def run_detect(
     items: list[VideoItem],
     videos: dict[str, Path],
@@ -140,41 +158,31 @@ def run_detect(
     """Runs ``detector`` on frames ``[0, frame_count)`` of every video; writes ``out_dir/<vid>.json``."""
     if batch_size < 1:
         raise ValueError(f"--det-batch: expected >= 1 frames per detector batch, got {batch_size}")
-    summary = Summary("detect", videos=len(items))
-    t0 = time.perf_counter()
-    bar = _bar(len(items), "detect", quiet)
-    for item in items:
-        try:
-            if not overwrite and detections_path(out_dir, item.vid) is not None:
-                summary.complete.append(item.vid)
-                continue
-            frame_count = read_annotation(item.annotation).frame_count
-            path = videos.get(item.vid)
-            if path is None:
-                raise VideoError(f"{item.vid}: no video file found")
-            per_frame: list[tuple[Any, Any, Any]] = []
-            batch: list[np.ndarray] = []
-            for f, img in prefetch(_frames_up_to(path, frame_count)):
-                del f
-                batch.append(img)
-                if len(batch) == batch_size:
-                    per_frame.extend(detector.detect(batch))
-                    batch = []
-            per_frame.extend(detector.detect(batch))
-            if len(per_frame) < frame_count:
-                summary.warnings[item.vid] = (
-                    f"{path}: {len(per_frame)} frames decoded, the annotation says {frame_count}"
-                )
-            write_detections(out_dir / f"{item.vid}.json", per_frame, item.vid)
-            summary.done.append(item.vid)
-            summary.segments += 1
-        except _PER_VIDEO_ERRORS as exc:
-            summary.failed[item.vid] = _reason(exc)
-        finally:
-            bar.update(1)
-    bar.close()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+
+    def detect(item: VideoItem, summary: Summary) -> None:
+        if not overwrite and detections_path(out_dir, item.vid) is not None:
+            summary.complete.append(item.vid)
+            return
+        frame_count = read_annotation(item.annotation).frame_count
+        path = videos.get(item.vid)
+        if path is None:
+            raise VideoError(f"{item.vid}: no video file found")
+        per_frame: list[tuple[Any, Any, Any]] = []
+        batch: list[np.ndarray] = []
+        for f, img in prefetch(_frames_up_to(path, frame_count)):
+            del f
+            batch.append(img)
+            if len(batch) == batch_size:
+                per_frame.extend(detector.detect(batch))
+                batch = []
+        per_frame.extend(detector.detect(batch))
+        if len(per_frame) < frame_count:
+            summary.warnings[item.vid] = f"{path}: {len(per_frame)} frames decoded, the annotation says {frame_count}"
+        write_detections(out_dir / f"{item.vid}.json", per_frame, item.vid)
+        summary.done.append(item.vid)
+        summary.segments += 1
+
+    return _each_video("detect", items, quiet, detect)
 
 
 def _frames_up_to(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -199,42 +207,33 @@ def run_tracklets(
     **options: Any,
 ) -> Summary:
     """Seq-NMS tracklets of every segment of every video (``options``: :func:`segment_tracklets` keywords)."""
-    summary = Summary("tracklets", videos=len(items))
-    t0 = time.perf_counter()
-    bar = _bar(len(items), "tracklets", quiet)
-    for item in items:
-        try:
-            ann = read_annotation(item.annotation)
-            todo = [
-                (fs, fe)
-                for fs, fe in segments(ann.frame_count)
-                if overwrite
-                or not layout.proposals("det", item.subset, item.vid, segment_tag(item.vid, fs, fe)).exists()
-            ]
-            summary.skipped += len(segments(ann.frame_count)) - len(todo)
-            if not todo:
-                summary.complete.append(item.vid)
-                continue
-            path = detections_path(det_dir, item.vid)
-            if path is None:
-                raise ValueError(
-                    f"{det_dir}/{item.vid}.json: no detections file (nor .npz); run the detect step "
-                    f"(--detector) or write one per video (format: uasan.extract.detections)"
-                )
-            dets = read_detections(path)
-            for fs, fe in todo:
-                props = segment_tracklets(dets, fs, fe, **options)
-                tag = segment_tag(item.vid, fs, fe)
-                atomic_write_text(layout.proposals("det", item.subset, item.vid, tag), dump_proposals(props))
-                summary.segments += 1
-            summary.done.append(item.vid)
-        except _PER_VIDEO_ERRORS as exc:
-            summary.failed[item.vid] = _reason(exc)
-        finally:
-            bar.update(1)
-    bar.close()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+
+    def tracklets(item: VideoItem, summary: Summary) -> None:
+        ann = read_annotation(item.annotation)
+        todo = [
+            (fs, fe)
+            for fs, fe in segments(ann.frame_count)
+            if overwrite or not layout.proposals("det", item.subset, item.vid, segment_tag(item.vid, fs, fe)).exists()
+        ]
+        summary.skipped += len(segments(ann.frame_count)) - len(todo)
+        if not todo:
+            summary.complete.append(item.vid)
+            return
+        path = detections_path(det_dir, item.vid)
+        if path is None:
+            raise ValueError(
+                f"{det_dir}/{item.vid}.json: no detections file (nor .npz); run the detect step "
+                f"(--detector) or write one per video (format: uasan.extract.detections)"
+            )
+        dets = read_detections(path)
+        for fs, fe in todo:
+            props = segment_tracklets(dets, fs, fe, **options)
+            tag = segment_tag(item.vid, fs, fe)
+            atomic_write_text(layout.proposals("det", item.subset, item.vid, tag), dump_proposals(props))
+            summary.segments += 1
+        summary.done.append(item.vid)
+
+    return _each_video("tracklets", items, quiet, tracklets)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -222,6 +222,31 @@ class SegmentRelations(NamedTuple):
         lengths = 2 * (self.duration[:, 1] - self.duration[:, 0])
         return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
+    @classmethod
+    def from_groups(cls, groups: Mapping) -> SegmentRelations:
+        """The columns of the official dict input ``{(fstart, fend): [relation]}`` whose relations each carry one
+        ``duration`` (the inverse of :func:`to_groups`): rows in the order the dict lists them, triplets interned in
+        that order (``triplets`` holds them). Unchecked: :func:`check_relations` runs where the columns are used."""
+        ids: dict = {}
+        segments, counts, trip, score, dur, boxes = [], [0], [], [], [], []
+        for key, rels in groups.items():
+            segments.append(key)
+            counts.append(len(rels))
+            for r in rels:
+                trip.append(ids.setdefault(tuple(r["triplet"]), len(ids)))
+                score.append(r["score"])
+                dur.append(r["duration"])
+                boxes += [np.asarray(r[f], dtype=np.float64).reshape(-1, 4) for f in ("sub_traj", "obj_traj")]
+        return cls(
+            segments=np.array(segments, dtype=np.int64).reshape(-1, 2),
+            segment_offsets=np.cumsum(counts),
+            triplet=np.array(trip, dtype=np.int64),
+            score=np.array(score, dtype=np.float64),
+            duration=np.array(dur, dtype=np.int64).reshape(-1, 2),
+            boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4)),
+            triplets=tuple(ids),
+        )
+
 
 class AssociationArrays(NamedTuple):
     """Video relations as arrays, highest score first: relation ``k`` (of n) started from the input relation

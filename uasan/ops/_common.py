@@ -13,6 +13,8 @@ import numpy as np
 
 from uasan import _ext
 
+Array = Any  # np.ndarray | torch.Tensor: every op takes either and returns the kind it was given
+
 
 def is_tensor(x: Any) -> bool:
     """True for a ``torch.Tensor``; never imports torch (a tensor cannot exist before torch is imported)."""
@@ -110,3 +112,11 @@ def resolve_impl(impl: str, op: str, allowed: tuple[str, ...], fallback: str) ->
         _ext.warn_fallback()
         return fallback
     return impl
+
+
+def resolve_impl_for_inputs(impl: str, op: str, allowed: tuple[str, ...], *inputs: Any) -> str:
+    """``resolve_impl`` (fallback ``"torch"``) for an op with a C++ path, which is host-only: ``"auto"`` sends
+    tensors that live off the CPU to the PyTorch path."""
+    if impl == "auto" and any(is_tensor(x) and x.device.type != "cpu" for x in inputs):
+        return "torch"
+    return resolve_impl(impl, op, allowed, fallback="torch")

@@ -87,6 +87,23 @@ def _same(op: str, name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor,
         raise ValueError(f"{op}: expected {name} on {ref.device} like {ref_name}, but got {x.device}")
 
 
+def _check_keys_values(op: str, q: torch.Tensor, k: Any, v: Any, dims: tuple[str, ...], like_q: dict[int, int]) -> None:
+    """k and v of shape ``dims`` (four letters), each dim ``i`` of ``like_q`` equal to dim ``like_q[i]`` of q, with q's
+    dtype and device, and v's first two dims equal to k's."""
+    expected = "(" + ", ".join(dims) + ")"
+    want = "(" + ", ".join(f"{d} = {q.shape[like_q[i]]}" if i in like_q else d for i, d in enumerate(dims)) + ")"
+    for name, x in (("k", k), ("v", v)):
+        x = _float_tensor(op, name, x, 4, expected)
+        if any(x.shape[i] != q.shape[j] for i, j in like_q.items()):
+            raise ValueError(f"{op}: expected {name} of shape {want} like q {_shape(q)}, but got {_shape(x)}")
+        if x.dtype != q.dtype or x.device != q.device:
+            raise ValueError(
+                f"{op}: expected {name} of dtype {q.dtype} on {q.device} like q, but got {x.dtype} on {x.device}"
+            )
+    if v.shape[:2] != k.shape[:2]:
+        raise ValueError(f"{op}: expected v of shape {expected} = {_shape(k)} like k, but got {_shape(v)}")
+
+
 def _scale(op: str, scale: Any, dh: int) -> float:
     if scale is None:
         if dh == 0:
@@ -265,20 +282,7 @@ _SHARED = "shared_query_attention"
 
 def _check_shared(q, k, v, scale, impl):
     q = _float_tensor(_SHARED, "q", q, 3, "(L, H, Dh)")
-    k = _float_tensor(_SHARED, "k", k, 4, "(B, S, H, Dh)")
-    for name, x in (("k", k), ("v", v)):
-        x = _float_tensor(_SHARED, name, x, 4, "(B, S, H, Dh)")
-        if x.shape[2:] != q.shape[1:]:
-            raise ValueError(
-                f"{_SHARED}: expected {name} of shape (B, S, H = {q.shape[1]}, Dh = {q.shape[2]}) like q "
-                f"{_shape(q)}, but got {_shape(x)}"
-            )
-        if x.dtype != q.dtype or x.device != q.device:
-            raise ValueError(
-                f"{_SHARED}: expected {name} of dtype {q.dtype} on {q.device} like q, but got {x.dtype} on {x.device}"
-            )
-    if v.shape[:2] != k.shape[:2]:
-        raise ValueError(f"{_SHARED}: expected v of shape (B, S, H, Dh) = {_shape(k)} like k, but got {_shape(v)}")
+    _check_keys_values(_SHARED, q, k, v, ("B", "S", "H", "Dh"), like_q={2: 1, 3: 2})
     return _scale(_SHARED, scale, q.shape[2]), _resolve(_SHARED, impl, q.device, q.dtype)
 
 
@@ -321,19 +325,7 @@ _CROSS = "pair_cross_attention"
 
 def _check_cross(q, k, v, scale, impl):
     q = _float_tensor(_CROSS, "q", q, 3, "(P, H, Dh)")
-    for name, x in (("k", k), ("v", v)):
-        x = _float_tensor(_CROSS, name, x, 4, "(P, T, H, Dh)")
-        if x.shape[0] != q.shape[0] or x.shape[2:] != q.shape[1:]:
-            raise ValueError(
-                f"{_CROSS}: expected {name} of shape (P = {q.shape[0]}, T, H = {q.shape[1]}, Dh = {q.shape[2]}) "
-                f"like q {_shape(q)}, but got {_shape(x)}"
-            )
-        if x.dtype != q.dtype or x.device != q.device:
-            raise ValueError(
-                f"{_CROSS}: expected {name} of dtype {q.dtype} on {q.device} like q, but got {x.dtype} on {x.device}"
-            )
-    if v.shape[1] != k.shape[1]:
-        raise ValueError(f"{_CROSS}: expected v of shape {_shape(k)} like k, but got {_shape(v)}")
+    _check_keys_values(_CROSS, q, k, v, ("P", "T", "H", "Dh"), like_q={0: 0, 2: 1, 3: 2})
     return _scale(_CROSS, scale, q.shape[2]), _resolve_sdpa(_CROSS, impl, q.device, q.dtype)
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from uasan.data.synth.encoders import TextEncoder, distractor_concepts, unit
-from uasan.data.synth.features import ConceptTable, FeatureConfig
+from uasan.data.synth.features import ConceptTable, FeatureConfig, check_fields
 from uasan.data.synth.vocab import ACTIONS, CATEGORIES, Vocab, category_phrase, predicate_phrase
 
 __all__ = ["CONCEPT", "RELATION", "Corpus", "CorpusConfig", "make_corpus", "read_corpus", "write_corpus"]
@@ -55,12 +55,11 @@ class CorpusConfig:
     world_arguments: float = 0.7  # P(a relation's subject / object is a world category rather than a distractor)
 
     def __post_init__(self) -> None:
-        for name in ("distractors", "per_distractor", "per_object", "per_action"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"CorpusConfig: expected {name} >= 0, got {getattr(self, name)}")
-        for name in ("caption_noise", "world_arguments"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"CorpusConfig: expected {name} in [0, 1], got {getattr(self, name)}")
+        check_fields(
+            self,
+            nonnegative=("distractors", "per_distractor", "per_object", "per_action"),
+            unit_interval=("caption_noise", "world_arguments"),
+        )
         if not 0.0 <= self.relation_fraction < 1.0:
             raise ValueError(f"CorpusConfig: expected relation_fraction in [0, 1), got {self.relation_fraction}")
 

@@ -27,7 +27,19 @@ import numpy as np
 from uasan.data.synth.encoders import TextEncoder, VisionEncoder, unit
 from uasan.data.synth.vocab import ACTIONS, Vocab, category_phrase, predicate_phrase
 
-__all__ = ["ConceptTable", "FeatureConfig", "FeatureMaker"]
+__all__ = ["ConceptTable", "FeatureConfig", "FeatureMaker", "check_fields"]
+
+
+def check_fields(config: Any, *, nonnegative: Sequence[str] = (), unit_interval: Sequence[str] = ()) -> None:
+    """Range checks of a config dataclass: each field named in ``nonnegative`` is >= 0, each in ``unit_interval``
+    lies in [0, 1]; else a ``ValueError`` naming the class and the field."""
+    cls = type(config).__name__
+    for name in nonnegative:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{cls}: expected {name} >= 0, got {getattr(config, name)}")
+    for name in unit_interval:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"{cls}: expected {name} in [0, 1], got {getattr(config, name)}")
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,11 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.visual_dim < 1 or self.hidden < 1:
             raise ValueError(f"FeatureConfig: expected visual_dim, hidden >= 1, got {self.visual_dim}, {self.hidden}")
-        for name in ("w_action", "w_pair", "w_extra", "w_style", "w_instance", "noise"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"FeatureConfig: expected {name} >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.identity_share <= 1.0:
-            raise ValueError(f"FeatureConfig: expected identity_share in [0, 1], got {self.identity_share}")
+        check_fields(
+            self,
+            nonnegative=("w_action", "w_pair", "w_extra", "w_style", "w_instance", "noise"),
+            unit_interval=("identity_share",),
+        )
         if not self.omega > 0:
             raise ValueError(f"FeatureConfig: expected omega > 0, got {self.omega}")
 
