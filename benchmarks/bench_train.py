@@ -40,7 +40,7 @@ def test_stage2_throughput(benchmark, world, impl):
     if DRY:
         cfg = load_config(TrainConfig, "synth", ["model.bridge_layers=1", "model.d=32", "model.heads=1", "model.L=2"])
     else:
-        cfg = load_config(TrainConfig, "vidvrd", ["model.bridge_layers=2", "model.text_residual=true"])
+        cfg = load_config(TrainConfig, "vidvrd", ["model.bridge_layers=2"])
     data = SegmentDataset(world, "train", mode="SGDet")
     items = [data[i] for i in range(len(data))]
     items = [it for it in items if len(it.pairs)]  # segments with at least two trajectories

@@ -30,8 +30,8 @@ def _python(args: list[str], env: dict[str, str], timeout: float) -> subprocess.
 )
 def test_main_command_from_the_repository_root_uses_the_extension(tiny_world, tmp_path):
     env = {**os.environ, "UASAN_REQUIRE_EXT": "1", "OMP_NUM_THREADS": "1"}
-    args = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_world), "--stage", "1", "--quiet", *TINY]
-    proc = _python(["-m", "uasan.train", *args, "optim.epochs_stage1=0"], env, timeout=300)
+    args = ["--out", str(tmp_path / "run"), "--data-root", str(tiny_world), "--stage", "0", "--quiet", *TINY]
+    proc = _python(["-m", "uasan.train", *args, "pretrain.epochs=0"], env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "extension not available" not in proc.stderr
     probe = _python(["-c", "import uasan, uasan._ext as e; print(e._C.__file__); print(uasan.__file__)"], env, 120)

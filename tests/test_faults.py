@@ -122,10 +122,10 @@ def test_overwrite_leaves_nothing_of_the_old_run(tmp_path, tiny_run, mini_world)
     (out / "variant_A" / "metrics.json").write_text("{}")
     (out / "stage2").mkdir()
     (out / "stage2" / "log.jsonl").write_text('{"type": "epoch", "epoch": 7}\n')
-    args = ["--out", str(out), "--data-root", str(mini_world), "--quiet", *TINY, "optim.epochs_stage1=0"]
-    assert train.main([*args, "--overwrite", "--stage", "1"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "stage1"]
-    assert "epochs_stage1: 0" in (out / "config.yaml").read_text()
+    args = ["--out", str(out), "--data-root", str(mini_world), "--quiet", *TINY, "pretrain.epochs=0"]
+    assert train.main([*args, "--overwrite", "--stage", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "stage0"]
+    assert "epochs: 0" in (out / "config.yaml").read_text()
 
 
 def test_resume_with_another_config_names_every_key_and_writes_nothing(tmp_path, tiny_run, mini_world, capsys):
@@ -171,7 +171,7 @@ def test_skipped_training_video_is_reported_with_counts(tmp_path, mini_world, ca
     shutil.copytree(mini_world, world)
     shutil.rmtree(world / "proposals" / "train" / "SYNTH_train_00003")
     out = tmp_path / "run"
-    args = ["--out", str(out), "--data-root", str(world), "--quiet", "--stage", "1", *TINY, "optim.epochs_stage1=0"]
+    args = ["--out", str(out), "--data-root", str(world), "--quiet", "--stage", "0", *TINY, "pretrain.epochs=0"]
     assert train.main(args) == 0
     err = capsys.readouterr().err
     assert re.search(r"warning: train/SGDet: 1 of 3 annotated videos have no proposals under .*SYNTH_train_00003", err)
@@ -206,8 +206,8 @@ def test_quiet_silences_transformers(tmp_path, mini_world, capsys):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()
     try:
-        args = ["--out", str(tmp_path / "r"), "--data-root", str(mini_world), "--stage", "1", "--quiet", *TINY]
-        assert train.main([*args, "optim.epochs_stage1=0"]) == 0
+        args = ["--out", str(tmp_path / "r"), "--data-root", str(mini_world), "--stage", "0", "--quiet", *TINY]
+        assert train.main([*args, "pretrain.epochs=0"]) == 0  # stage 0 loads MiniLM through transformers
         err = capsys.readouterr().err
         assert "Loading weights" not in err and "it/s" not in err, err
     finally:

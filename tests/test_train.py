@@ -29,7 +29,9 @@ def trained(tiny_run):
 
 def test_outputs_and_metrics_shape(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
-    for who in (metrics, metrics["random_baseline"]):
+    assert set(metrics["baselines"]) == {"random", "base_probe", "stage0_zero_shot"}
+    assert metrics["random_baseline"] == metrics["baselines"]["random"]
+    for who in (metrics, *metrics["baselines"].values()):
         for mode in ("SGDet", "SGCls", "PredCls"):
             for split in ("novel", "all"):
                 assert set(who[mode][split]) == {"mAP", "R@50", "R@100"}
@@ -41,7 +43,8 @@ def test_outputs_and_metrics_shape(trained):
     for table in ("Trajectory classification (Table 1 layout)", "Relation detection (Table 2 layout)",
                   "Relation tagging (from the SGDet predictions"):  # fmt: skip
         assert table in md
-    for row in ("| UASAN | PredCls | ", "| random | PredCls | ", "| UASAN | SGDet | ", "| random | SGCls | "):
+    for row in ("| UASAN | PredCls | ", "| random | PredCls | ", "| UASAN | SGDet | ", "| random | SGCls | ",
+                "| base-label probe | PredCls | ", "| stage-0 zero-shot | PredCls | "):  # fmt: skip
         assert row in md
     trajectory = md.split("## Trajectory classification")[1].split("##")[0]
     assert "| UASAN | " + " | ".join(f"{100 * metrics['trajectory'][s][k]:.2f}" for s in ("novel", "base", "all")
@@ -84,8 +87,17 @@ def test_bad_override_and_missing_root(tmp_path, capsys):
     assert train.main(["--out", str(tmp_path), "model.nope=1"]) == 2
     assert "model.nope" in capsys.readouterr().err
     assert train.main(["--out", str(tmp_path), "--config", "vidvrd"]) == 2
+    err = capsys.readouterr().err  # real data needs a BLIP-2 checkpoint: said before anything else
+    assert "model.bridge_path" in err and "BLIP-2" in err
+    assert not any(tmp_path.iterdir())
+    blip2 = tmp_path / "blip2"
+    assert train.main(["--out", str(tmp_path / "o"), "--config", "vidvrd", f"model.bridge_path={tmp_path}"]) == 2
+    assert "not a BLIP-2 checkpoint folder" in capsys.readouterr().err
+    blip2.mkdir()
+    (blip2 / "config.json").write_text('{"model_type": "blip-2"}')
+    assert train.main(["--out", str(tmp_path / "o"), "--config", "vidvrd", f"model.bridge_path={blip2}"]) == 2
     assert "--data-root" in capsys.readouterr().err
-    assert train.main(["--out", str(tmp_path), "--data-root", str(tmp_path / "missing")]) == 2
+    assert train.main(["--out", str(tmp_path / "p"), "--data-root", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -423,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         vocab = Vocabulary.from_split(split)
         if not Path(args.data_root).is_dir():
             raise ValueError(f"--data-root: {args.data_root} does not exist")
-        check_inputs(args.data_root, {"test": [args.mode]}, split)
+        # the model file's data section names the layout and its folders (e.g. extracted union features)
+        check_inputs(args.data_root, {"test": [args.mode]}, split, dataset_options=cfg.data.dataset_options())
         pred = predict(
             model_scorer(model, vocab),
             args.data_root,

@@ -3,8 +3,9 @@ made before it writes anything (see :mod:`uasan.engine.run_folder` for the gener
 
 A fresh run refuses a folder that holds another run (``--overwrite`` deletes that run's entries, RUN_ENTRIES, and
 keeps a generated world of the same seed in ``OUT/data``); ``--resume`` first checks that the config equals the
-stored ``OUT/config.yaml`` and names every key that differs; ``--stage 2`` and ``--resume`` reuse
-``OUT/stage1/bridge.pt`` only when it was trained for the same bridge (BRIDGE_FIELDS).
+stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses ``OUT/stage0/bridge.pt`` and
+``--stage 2`` (and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for the same bridge
+(``STAGE0_FIELDS``, BRIDGE_FIELDS).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def synthetic_world_seed(root: Path) -> int | None:
 # Top-level entries a run writes (fnmatch patterns); ".*.tmp" are atomic writes a hard kill left behind.
 RUN_ENTRIES = (
     "config.yaml",
+    "stage0",
     "stage1",
     "stage2",
     "model.pt",
@@ -42,6 +44,7 @@ RUN_ENTRIES = (
     "metrics.md",
     "curves.png",
     "predictions",
+    "visualize",  # OUT/visualize/<first test video>.png (uasan.visualize.run_picture)
     "variant_*",
     "ablation.md",
     "ablation.json",
@@ -51,14 +54,16 @@ RUN_ENTRIES = (
 # Keys that may change on --resume: they change how a run is executed, not what it computes.
 RESUME_FREE_KEYS = ("data.num_workers", "train.num_threads")
 # ModelSpec fields the bridge's weights depend on: a reused stage-1 bridge must agree on them.
-BRIDGE_FIELDS = ("visual_dim", "d", "L", "bridge_layers", "bridge_path", "lora_r")
+BRIDGE_FIELDS = (
+    "visual_dim", "d", "L", "bridge_layers", "bridge_path", "embed_dim", "lora_r", "lora_alpha", "lora_dropout",
+)  # fmt: skip
 
 
 def check_run_folder(cfg: TrainConfig, out: Path, *, stage: int | None, resume: bool, overwrite: bool) -> list[Path]:
     """Checks ``out`` before the run writes anything (see ``uasan.engine.run_folder``); returns what ``--overwrite``
     will clear. On ``--resume`` the config must equal ``OUT/config.yaml`` (up to RESUME_FREE_KEYS)."""
-    prior = ["data"] + (["stage1", "config.yaml"] if stage == 2 else [])
-    hint = "" if stage == 2 else " (--stage 2 reuses OUT/stage1/bridge.pt)"
+    prior = ["data"] + {1: ["stage0", "config.yaml"], 2: ["stage0", "stage1", "config.yaml"]}.get(stage or 0, [])
+    hint = "" if stage in (1, 2) else " (--stage 1 / 2 reuse OUT/stage0, OUT/stage1)"
     to_clear = plan_run_folder(out, owned=RUN_ENTRIES, prior=prior, resume=resume, overwrite=overwrite, hint=hint)
     stored_file = out / "config.yaml"
     if resume and stored_file.is_file():

