@@ -31,8 +31,8 @@ def world(tmp_path_factory):
 
 @pytest.mark.parametrize("impl", ["torch", "triton"])
 def test_stage2_throughput(benchmark, world, impl):
+    from uasan.config import TrainConfig, load_config
     from uasan.data import SegmentDataset, collate_segments
-    from uasan.engine.config import TrainConfig, load_config
     from uasan.models import UASAN
     from uasan.predict import model_spec
     from uasan.train import stage2_loss

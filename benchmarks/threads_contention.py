@@ -29,8 +29,8 @@ def worker(world: str, threads: str, policy: str, steps: int) -> dict[str, float
         import uasan._openmp  # noqa: F401
     import torch
 
+    from uasan.config import TrainConfig, load_config
     from uasan.data import SegmentDataset, collate_segments
-    from uasan.engine.config import TrainConfig, load_config
     from uasan.engine.threads import configure_threads
     from uasan.engine.trainer import build_optimizer
     from uasan.models import UASAN

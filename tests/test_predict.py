@@ -12,8 +12,8 @@ import torch
 
 from uasan import ops
 from uasan import predict as P
+from uasan.config import InferConfig, TrainConfig, load_config
 from uasan.data import Segment, SegmentDataset, Vocabulary, all_pairs, collate_segments, load_groundtruth
-from uasan.engine.config import InferConfig, TrainConfig, load_config
 from uasan.evaluation import evaluate_files, evaluate_relations, filter_groundtruth, split_categories
 from uasan.inference import VideoColumns, segment_candidates, segment_groundtruth, split_classification
 

@@ -16,3 +16,28 @@ def test_readme_python_blocks_run(code):
 
 def test_readme_has_examples():
     assert BLOCKS
+
+
+def _layout_entries() -> list[str]:
+    """First-column paths of the README's Layout block (continuation lines are indented)."""
+    text = README.read_text()
+    block = re.search(r"^## Layout\n.*?```\n(.*?)```", text, flags=re.S | re.M)
+    assert block, "README has no Layout code block"
+    return [line.split()[0] for line in block.group(1).splitlines() if line and not line[0].isspace()]
+
+
+def test_readme_layout_matches_the_tree():
+    """Every path the Layout names exists, and every top-level folder and every public module or package of
+    ``uasan/`` has its line: the map a newcomer reads is the tree they get."""
+    root = README.parent
+    entries = _layout_entries()
+    missing = [e for e in entries if not (root / e).exists()]
+    assert not missing, f"README Layout names paths that do not exist: {missing}"
+    named = {e.rstrip("/") for e in entries}
+    expected = {p.name for p in root.iterdir() if p.is_dir() and p.name in ("csrc", "kernels", "tests", "benchmarks")}
+    expected |= {
+        f"uasan/{p.name}"
+        for p in (root / "uasan").iterdir()
+        if not p.name.startswith(("_", ".")) and (p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__"))
+    }
+    assert not expected - named, f"README Layout lacks lines for {sorted(expected - named)}"

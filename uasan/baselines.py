@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uasan.config import TrainConfig
 from uasan.data import SegmentBatch, Vocabulary
-from uasan.engine.config import TrainConfig
 from uasan.models.bridge import BridgeEncoder
 
 __all__ = ["BASELINES", "base_probe_scorer", "pretrained_bridge", "run_baselines", "zero_shot_scorer"]

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from uasan import ops
+from uasan.config import InferConfig
 from uasan.data import SegmentBatch, Vocabulary
-from uasan.engine.config import InferConfig
 from uasan.evaluation import RelationColumns
 
 __all__ = [

@@ -30,10 +30,10 @@ import torch
 from tqdm import tqdm
 
 from uasan import ops
+from uasan.config import InferConfig, TrainConfig, from_dict, to_dict
 from uasan.data import SegmentBatch, SegmentDataset, Vocabulary, collate_segments, load_groundtruth
 from uasan.engine._atomic import atomic_write, atomic_write_text
 from uasan.engine.checkpoint import safe_torch_load
-from uasan.engine.config import InferConfig, TrainConfig, from_dict, to_dict
 from uasan.engine.run_folder import check_writable
 from uasan.evaluation import (
     RelationColumns,
@@ -50,7 +50,7 @@ from uasan.inference import (
     segment_groundtruth,
     split_classification,
 )
-from uasan.models import UASAN, ModelSpec
+from uasan.models import UASAN, ModelConfig
 
 MODES = ("SGDet", "SGCls", "PredCls")
 SPLITS = ("novel", "all")
@@ -63,12 +63,13 @@ Scorer = Callable[[SegmentBatch], tuple[torch.Tensor, torch.Tensor]]
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str | None = None) -> ModelSpec:
-    """The model's spec: the ``model`` config section (same field names) plus the data's feature width."""
-    fields = {f.name: getattr(cfg.model, f.name) for f in dataclasses.fields(cfg.model)}
-    return ModelSpec(
-        visual_dim=visual_dim, **{**fields, "variant": variant or fields["variant"], "impl": impl or fields["impl"]}
-    )
+def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str | None = None) -> ModelConfig:
+    """The model's spec: the ``model`` config section with the data's feature width (and a variant / kernel choice
+    when given). A ``model.visual_dim`` set in the config must be the data's."""
+    m = cfg.model
+    if m.visual_dim is not None and m.visual_dim != visual_dim:
+        raise ValueError(f"model.visual_dim: the config says {m.visual_dim}, the data's features have {visual_dim}")
+    return dataclasses.replace(m, visual_dim=visual_dim, variant=variant or m.variant, impl=impl or m.impl)
 
 
 def save_model(model: UASAN, cfg: TrainConfig, split: dict[str, Any], path: str | Path) -> Path:
@@ -96,11 +97,12 @@ def read_model_file(path: str | Path, what: str = "--checkpoint") -> dict[str, A
     return payload
 
 
-def spec_from_payload(payload: dict[str, Any], path: str | Path, what: str = "--checkpoint") -> ModelSpec:
-    try:
-        return ModelSpec(**payload["spec"])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: {path}: field 'spec': {exc}") from None
+def spec_from_payload(payload: dict[str, Any], path: str | Path, what: str = "--checkpoint") -> ModelConfig:
+    """The model's spec saved in a model file, checked as a config section (a ``ValueError`` names the field)."""
+    spec = from_dict(ModelConfig, payload["spec"], source=f"{what}: {path}: field 'spec'", prefix="model")
+    if spec.visual_dim is None:
+        raise ValueError(f"{what}: {path}: field 'spec': no visual_dim")
+    return spec
 
 
 def load_state(model: UASAN, state: dict[str, torch.Tensor], path: str | Path, what: str, strict: bool = True) -> None:

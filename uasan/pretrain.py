@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from uasan.config import TrainConfig, to_dict
 from uasan.engine.checkpoint import safe_torch_load
-from uasan.engine.config import TrainConfig, to_dict
 from uasan.models.bridge import BridgeEncoder
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "train_stage0",
 ]
 
-# ModelSpec fields the stage-0 bridge depends on: a reused one must agree on them
+# Model spec fields the stage-0 bridge depends on: a reused one must agree on them
 STAGE0_FIELDS = ("visual_dim", "embed_dim", "L", "bridge_layers", "bridge_path")
 
 
@@ -189,7 +189,7 @@ class BridgeITC(nn.Module):
 
 
 def build_stage0_bridge(spec: Any) -> BridgeEncoder:
-    """The text-model-initialised bridge of ``spec`` (a ModelSpec without ``bridge_path``), before stage 0."""
+    """The text-model-initialised bridge of ``spec`` (a ModelConfig without ``bridge_path``), before stage 0."""
     return BridgeEncoder.from_text_model(
         spec.visual_dim, embed_dim=spec.embed_dim, num_queries=spec.L, num_layers=spec.bridge_layers,
         tau_init=spec.tau_init,

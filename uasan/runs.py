@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from uasan.engine.config import TrainConfig, load_config, to_dict
+from uasan.config import TrainConfig, load_config, to_dict
 from uasan.engine.run_folder import config_diff, plan_run_folder
 
 __all__ = ["BRIDGE_FIELDS", "RESUME_FREE_KEYS", "RUN_ENTRIES", "check_run_folder", "read_bridge"]
@@ -53,7 +53,7 @@ RUN_ENTRIES = (
 )
 # Keys that may change on --resume: they change how a run is executed, not what it computes.
 RESUME_FREE_KEYS = ("data.num_workers", "train.num_threads")
-# ModelSpec fields the bridge's weights depend on: a reused stage-1 bridge must agree on them.
+# Model spec fields the bridge's weights depend on: a reused stage-1 bridge must agree on them.
 BRIDGE_FIELDS = (
     "visual_dim", "d", "L", "bridge_layers", "bridge_path", "embed_dim", "lora_r", "lora_alpha", "lora_dropout",
 )  # fmt: skip

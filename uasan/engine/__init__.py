@@ -1,25 +1,12 @@
-"""Generic training engine: config (frozen dataclasses + YAML + ``key.sub=value`` overrides), a trainer with one
-``run_step`` and hooks (logging, evaluation, atomic checkpoints, curves), exact resume, and DDP helpers.
+"""Generic training engine: config machinery (frozen dataclasses + YAML + ``key.sub=value`` overrides), a trainer
+with one ``run_step`` and hooks (logging, evaluation, atomic checkpoints, curves), exact resume, and DDP helpers.
 
 The engine knows nothing about UASAN: a model plugs in through ``loss_fn(model, batch) -> dict[str, Tensor]`` and an
 ``eval_fn(model) -> dict[str, float]``.
 """
 
 from uasan.engine.checkpoint import CHECKPOINT_NAME, find_last_checkpoint, load_checkpoint, save_checkpoint
-from uasan.engine.config import (
-    BUILTIN_CONFIGS,
-    DataConfig,
-    InferConfig,
-    LoopConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    apply_overrides,
-    dump_config,
-    from_dict,
-    load_config,
-    to_dict,
-)
+from uasan.engine.config import apply_overrides, check_min, dump_config, from_dict, load_config, to_dict
 from uasan.engine.distributed import (
     DistInfo,
     barrier,
@@ -39,24 +26,18 @@ from uasan.engine.repro import EpochLoader, build_dataloader, resolve_device, se
 from uasan.engine.trainer import HookBase, LossFn, Trainer, build_optimizer, warmup_cosine_schedule
 
 __all__ = [
-    "BUILTIN_CONFIGS",
     "CHECKPOINT_NAME",
     "CheckpointHook",
-    "DataConfig",
     "DistInfo",
     "EpochLoader",
     "EvalHook",
     "HookBase",
-    "InferConfig",
     "LoggingHook",
-    "LoopConfig",
     "LossFn",
-    "ModelConfig",
-    "OptimConfig",
     "PlotHook",
-    "TrainConfig",
     "Trainer",
     "apply_overrides",
+    "check_min",
     "barrier",
     "build_dataloader",
     "build_optimizer",

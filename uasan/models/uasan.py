@@ -25,50 +25,24 @@ motion, no encoder), C (+ SACEncoder), full (+ URADecoder).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from uasan.models.bridge import BridgeEncoder
+from uasan.models.config import ModelConfig
 from uasan.models.layers import FeedForward, Residual, SACEncoder, URADecoder, VisualRefiner
 from uasan.models.losses import cross_entropy, distillation_loss, relation_focal_loss
 from uasan.models.prompts import PromptLearner
 
-VARIANTS = ("A", "B", "C", "full")
 MOTION_DIM = 14  # 12 relative motion features + GIoU(first) + GIoU(last)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    visual_dim: int
-    d: int = 512
-    L: int = 32
-    L_mot: int = 2
-    L_rel: int = 10
-    heads: int = 8
-    variant: str = "full"
-    bridge_layers: int | None = None
-    bridge_path: str | None = None
-    embed_dim: int = 256
-    lora_r: int = 8
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.05
-    tau_init: float = 0.07
-    distil_union: bool = False
-    impl: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"model.variant: expected one of {VARIANTS}, got {self.variant!r}")
-        for name in ("visual_dim", "d", "L", "heads", "embed_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model.{name}: expected >= 1, got {getattr(self, name)}")
-
-
 class UASAN(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelConfig) -> None:
+        if spec.visual_dim is None:
+            raise ValueError("model.visual_dim: the model needs its input features' width (predict.model_spec sets it)")
         super().__init__()
         self.spec = spec
         d = spec.d
