@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -154,6 +156,32 @@ def test_bad_spec():
         ModelConfig(visual_dim=8, variant="D")
     with pytest.raises(ValueError, match="model.heads"):
         SACEncoder(10, 3)
+    with pytest.raises(ValueError, match="model.impl"):
+        ModelConfig(visual_dim=8, impl="cuda")
+    with pytest.raises(ValueError, match="model.visual_dim: expected >= 1"):
+        ModelConfig(visual_dim=0)
+    with pytest.raises(ValueError, match="model.visual_dim: the model needs"):
+        UASAN(ModelConfig(d=16, L=2, heads=2, bridge_layers=1, lora_r=0, embed_dim=16))  # a config, not a spec
+
+
+def test_one_model_config_from_run_config_to_model_file(tmp_path):
+    """The run config's model section is the model's spec: model_spec adds the data's width (a width set in the
+    config must be the data's), and a model file's spec is read back with the config's checks."""
+    from uasan import predict as P
+    from uasan.config import TrainConfig, load_config
+
+    cfg = load_config(TrainConfig, "synth", ["model.d=16", "model.L=2", "model.heads=2", "model.bridge_layers=1"])
+    spec = P.model_spec(cfg, 24, variant="B")
+    assert spec == dataclasses.replace(cfg.model, visual_dim=24, variant="B")
+    assert P.model_spec(dataclasses.replace(cfg, model=spec), 24) == dataclasses.replace(spec, variant=spec.variant)
+    with pytest.raises(ValueError, match="model.visual_dim: the config says 24, the data's features have 32"):
+        P.model_spec(dataclasses.replace(cfg, model=spec), 32)
+    payload = {"spec": dataclasses.asdict(spec)}
+    assert P.spec_from_payload(payload, "m.pt") == spec
+    with pytest.raises(ValueError, match=r"m.pt: field 'spec'.*'model.variant'"):
+        P.spec_from_payload({"spec": {**payload["spec"], "variant": "D"}}, "m.pt")
+    with pytest.raises(ValueError, match="m.pt: field 'spec': no visual_dim"):
+        P.spec_from_payload({"spec": {**payload["spec"], "visual_dim": None}}, "m.pt")
 
 
 class FixedPrompts(torch.nn.Module):
