@@ -47,3 +47,33 @@ def test_repro_layout_with_a_tiny_blip2_checkpoint(tmp_path, capsys):
            "--mode", "PredCls", "--split", "all", "--quiet"]  # fmt: skip
     assert predict.main(cli) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "p.json").read_text())["results"] == pred["results"]
+
+
+def test_validation_holds_out_the_configured_videos(tmp_path, capsys):
+    """data.val_fraction / data.val_seed other than the defaults: stage-1 and stage-2 validation read the same
+    held-out videos as the configuration says (the ground truth and the predictions agree), and training never
+    reads the test folders (--skip-eval)."""
+    world = lf.make_world("vidvrd", dim=D_V)
+    root = tmp_path / "repro"
+    overrides = lf.write_repro(root, world)
+    blip2 = write_tiny_blip2(tmp_path / "blip2", visual_dim=D_V, num_queries=4, embed_dim=16)
+    out = tmp_path / "run"
+    args = ["--config", "vidvrd", "--data-root", str(root), "--out", str(out), "--quiet", "--skip-eval",
+            f"model.bridge_path={blip2}", *SMALL, *overrides, "data.val_fraction=0.5", "data.val_seed=3"]  # fmt: skip
+    assert train.main(args) == 0, capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "stage2" / "log.jsonl").read_text().splitlines()]
+    assert any("val_PredCls_base_R@50" in r.get("metrics", {}) for r in records)
+
+
+def test_no_held_out_videos_says_how_to_train_without_validation(tmp_path, capsys):
+    world = lf.make_world("vidvrd", dim=D_V)
+    root = tmp_path / "repro"
+    overrides = lf.write_repro(root, world)
+    blip2 = write_tiny_blip2(tmp_path / "blip2", visual_dim=D_V, num_queries=4, embed_dim=16)
+    base = ["--config", "vidvrd", "--data-root", str(root), "--quiet", "--skip-eval", f"model.bridge_path={blip2}",
+            *SMALL, *overrides, "data.val_fraction=0"]  # fmt: skip
+    assert train.main([*base, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("subset 'val' is empty") == 1 and "train.eval_every_epoch=0" in err
+    assert not (tmp_path / "a" / "stage1").exists()  # refused before anything was trained
+    assert train.main([*base, "--out", str(tmp_path / "b"), "train.eval_every_epoch=0"]) == 0, capsys.readouterr().err

@@ -28,7 +28,9 @@ def validation_fns(root: Path, vocab, cfg: TrainConfig, split, device) -> tuple[
 
     def stage2_fn(model) -> dict[str, float]:
         if not groundtruth:
-            groundtruth.update(load_groundtruth(root, "val"))
+            groundtruth.update(
+                load_groundtruth(root, "val", val_fraction=cfg.data.val_fraction, val_seed=cfg.data.val_seed)
+            )  # the same held-out videos as the predictions (data.val_*)
         preds = P.predict(
             P.model_scorer(model, vocab), root, "PredCls", vocab, cfg, split, ("base",), device=device,
             progress=False, subset="val",

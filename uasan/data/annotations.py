@@ -366,7 +366,9 @@ def subset_videos(
             raise ValueError(
                 f"{root}: subset {sub!r} is empty: val_fraction={val_fraction} holds out {len(held)} of the "
                 f"{len(everything)} training videos (and the root has no {own_val_folder(root, dataset)} folder)"
-            )
+                + ("; hold some out (data.val_fraction > 0), or train without validation (train.eval_every_epoch=0)"
+                   if sub == VAL else "")
+            )  # fmt: skip
     else:
         folder, videos = sub, _annotation_files(root, dataset, sub)
     return SubsetVideos(dataset, sub, folder, videos)

@@ -189,6 +189,7 @@ def check_inputs(
                 f"{key}: {empty} of {len(ds)} segments have no proposal after the filter (kept as empty segments)"
             )
     bar.close()
+    problems = list(dict.fromkeys(problems))  # a subset's problem found once per mode is one problem
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
