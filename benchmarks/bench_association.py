@@ -15,6 +15,7 @@ import functools
 import numpy as np
 import pytest
 
+from tests.common import needs_ext
 from uasan import _ext
 from uasan.evaluation import RelationColumns
 from uasan.ops.association import SegmentRelations, greedy_relation_association
@@ -74,7 +75,7 @@ def checked(topk: int) -> bool:
     return True
 
 
-IMPLS = ["ref", pytest.param("cpp", marks=pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built"))]
+IMPLS = ["ref", pytest.param("cpp", marks=needs_ext)]
 
 
 def _bench(benchmark, bench, topk: int, impl: str) -> None:
@@ -148,7 +149,6 @@ IO = {
     "dicts-to-arrays": lambda: greedy_relation_association(video(200), impl="cpp", output="arrays"),
     "columns-to-arrays": lambda: greedy_relation_association(columns(200), impl="cpp", output="arrays"),
 }
-needs_ext = pytest.mark.skipif(not _ext.HAS_EXT, reason="C++ extension not built")
 
 
 @needs_ext

@@ -18,6 +18,7 @@ pytest.importorskip("av")
 pytest.importorskip("transformers")
 import torch  # noqa: E402
 
+from tests.common import needs_cuda  # noqa: E402
 from uasan.extract.features import FeatureEngine, SegmentJob, VideoTask, segment_features_ref  # noqa: E402
 from uasan.extract.towers import load_vision_tower  # noqa: E402
 from uasan.extract.video import iter_frames  # noqa: E402
@@ -116,7 +117,7 @@ def test_extract_cpu(benchmark, bench, workload, path):
     _agree_then_bench(benchmark, bench, workload, path, "cpu", 1e-4, 1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 @pytest.mark.benchmark(group="extract-gpu")
 @pytest.mark.parametrize("path", ["naive", "fast"])
 def test_extract_gpu(benchmark, bench, workload, path):

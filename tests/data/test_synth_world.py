@@ -187,7 +187,7 @@ def test_corpus_reader_names_a_bad_file(synth_world: Path, tmp_path: Path) -> No
 def test_calibrate_tool_runs_and_is_sane(synth_world: Path, capsys: pytest.CaptureFixture[str]) -> None:
     quick = cal.ProbeConfig(hidden=64, steps=60, corpus_steps=60, corpus_batch=256)
     res = cal.calibrate(synth_world, seed=0, cfg=quick, progress=False)
-    assert set(res["rows"]) == set(cal.ROWS) and res["visual_dim"] == 1408
+    assert set(res["rows"]) == set(cal.ROWS) and res["visual_dim"] == 1408 and res["subset"] == "val"
     for col, chance in res["chance"].items():
         assert res["rows"]["random"][col] == chance
         assert res["rows"]["raw zero-shot"][col] is None  # D_v ≠ 384: not defined
@@ -209,3 +209,5 @@ def test_calibrate_tool_runs_and_is_sane(synth_world: Path, capsys: pytest.Captu
     assert table.count("\n|") >= len(cal.ROWS) + 1 and "n/a" in table
     assert cal.main([str(synth_world / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="subset to be 'val' or 'test'"):
+        cal.calibrate(synth_world, subset="train")

@@ -1,4 +1,4 @@
-"""``python -m uasan.data.synth.calibrate ROOT``: how hard is this world? Probes on the TEST subset's ground truth.
+"""``python -m uasan.data.synth.calibrate ROOT``: how hard is this world? Probes on the VAL subset's ground truth.
 
 For objects (ground-truth trajectories, features averaged over tokens) and predicates (ground-truth related pairs,
 union features), each on the novel and on the base classes, it scores:
@@ -11,15 +11,16 @@ union features), each on the novel and on the base classes, it scores:
   classes. What task labels of base classes teach about novel ones.
 * ``corpus probe`` — the same MLP trained on the pretraining corpus only (``ROOT/pretrain``: contrastive over the
   captions of each batch), the stand-in for what stage 0 can achieve.
-* ``base-label probe, shuffled rows`` — the base-label probe scored on the test rows in a shuffled order: what the
+* ``base-label probe, shuffled rows`` — the base-label probe scored on the scored rows in a shuffled order: what the
   label prior alone gives (a probe trained on base labels ranks some novel classes high whatever it sees; the
-  test classes are not uniform). The base-label probe's transfer to novel classes is its excess over this row.
+  scored classes are not uniform). The base-label probe's transfer to novel classes is its excess over this row.
 * ``base-label probe on [s; o]`` — the base-label predicate probe fed the concatenated subject and object features
   instead of the union features: the union carries predicate information that the pair's members lack.
 
 Metrics that do not saturate: objects top-1 / top-5 accuracy over the split's classes, predicates R@1 / R@5 per
 related pair over the split's predicates (the share of the pair's ground-truth predicates among the top k). Each
-cell also gives its ratio to chance. Deterministic for a given ``--seed``; the test subset is only scored, never fitted.
+cell also gives its ratio to chance. Deterministic for a given ``--seed``. The scored subset (``--subset``, default
+``val``: knobs of the world are chosen on it, never on the test videos) is only scored, never fitted.
 """
 
 from __future__ import annotations
@@ -209,23 +210,28 @@ def fit_corpus_probe(root: Path, d_text: int, cfg: ProbeConfig, seed: int) -> _P
     return probe.eval()
 
 
-def calibrate(root: str | Path, seed: int = 0, cfg: ProbeConfig | None = None, progress: bool = True) -> dict[str, Any]:
-    """The calibration table of the world at ``root`` (see the module docstring).
+def calibrate(
+    root: str | Path, seed: int = 0, cfg: ProbeConfig | None = None, progress: bool = True, subset: str = "val"
+) -> dict[str, Any]:
+    """The calibration table of the world at ``root`` (see the module docstring), scored on ``subset`` (val or test).
 
     Returns ``{"rows": {row: {"objects/novel": {"top1"|"R@1": value, ...}, ...}}, "chance": {...}, "counts": {...},
-    "seconds": float, "seed": seed, "visual_dim": D_v}``; a cell is ``None`` where its row is not defined (raw
-    zero-shot when D_v ≠ 384, the corpus probe without ``ROOT/pretrain``, [s; o] for objects). Torch runs on one
-    thread here (restored afterwards): small matrices on a shared CPU go faster that way, and the bits are stable.
+    "seconds": float, "seed": seed, "visual_dim": D_v, "subset": subset}``; a cell is ``None`` where its row is not
+    defined (raw zero-shot when D_v ≠ 384, the corpus probe without ``ROOT/pretrain``, [s; o] for objects). Torch runs
+    on one thread here (restored afterwards): small matrices on a shared CPU go faster that way, and the bits are
+    stable.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _calibrate(Path(root), seed, cfg or ProbeConfig(), progress)
+        if subset not in ("val", "test"):
+            raise ValueError(f"calibrate: expected subset to be 'val' or 'test', got {subset!r}")
+        return _calibrate(Path(root), seed, cfg or ProbeConfig(), progress, subset)
     finally:
         torch.set_num_threads(threads)
 
 
-def _calibrate(root: Path, seed: int, cfg: ProbeConfig, progress: bool) -> dict[str, Any]:
+def _calibrate(root: Path, seed: int, cfg: ProbeConfig, progress: bool, subset: str) -> dict[str, Any]:
     t0 = time.perf_counter()
 
     def say(msg: str) -> None:
@@ -247,9 +253,9 @@ def _calibrate(root: Path, seed: int, cfg: ProbeConfig, progress: bool) -> dict[
         ("predicates", "base"): list(range(nb_p)),
         ("predicates", "novel"): list(range(nb_p, len(predicates))),
     }
-    test = load_samples(root, "test", objects, predicates)
+    test = load_samples(root, subset, objects, predicates)  # scored only
     train = load_samples(root, "train", objects, predicates)
-    say(f"loaded {len(test['objects'].x)} test trajectories and {len(test['union'].x)} test related pairs")
+    say(f"loaded {len(test['objects'].x)} {subset} trajectories and {len(test['union'].x)} {subset} related pairs")
     D = test["objects"].x.shape[1]
 
     base: dict[str, _Probe | None] = {}  # by input: objects, union, so
@@ -286,7 +292,7 @@ def _calibrate(root: Path, seed: int, cfg: ProbeConfig, progress: bool) -> dict[
             with torch.no_grad():
                 s = _scores(fn(torch.as_tensor(inputs)), text[kind][cls])
             out["rows"][row][col] = {n: recall_at(s, labels, k) for n, k in zip(names, KS, strict=True)}
-    out.update(seconds=time.perf_counter() - t0, seed=seed, visual_dim=D)
+    out.update(seconds=time.perf_counter() - t0, seed=seed, visual_dim=D, subset=subset)
     return out
 
 
@@ -295,7 +301,7 @@ def format_table(res: dict[str, Any]) -> str:
     head = ["probe"]
     for kind, part in COLUMNS:
         for k in KS:
-            head.append(f"{kind[:4]}. {part} {'top' if kind == 'objects' else 'R@'}{k}")
+            head.append(f"{'obj' if kind == 'objects' else 'pred'}. {part} {'top' if kind == 'objects' else 'R@'}{k}")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ROWS:
         cells = [row]
@@ -310,13 +316,15 @@ def format_table(res: dict[str, Any]) -> str:
                     cells.append(f"{100 * v:.1f} ({v / c:.1f}×)" if c > 0 and not math.isnan(v) else "–")
         lines.append("| " + " | ".join(cells) + " |")
     counts = ", ".join(f"{c}: {v['rows']} rows / {v['classes']} classes" for c, v in res["counts"].items())
-    return "\n".join(lines) + f"\n\nTest subset: {counts}. Probe seed {res['seed']}, {res['seconds']:.0f} s.\n"
+    scored = res.get("subset", "test").capitalize()
+    return "\n".join(lines) + f"\n\n{scored} subset: {counts}. Probe seed {res['seed']}, {res['seconds']:.0f} s.\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m uasan.data.synth.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("root", help="a world written by python -m uasan.data.synth")
     ap.add_argument("--seed", type=int, default=0, help="the probes' seed")
+    ap.add_argument("--subset", choices=("val", "test"), default="val", help="the subset scored (default val)")
     ap.add_argument("--json", help="also write the result as JSON here")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
@@ -324,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (root / "meta.json").is_file():
         print(f"calibrate: {root / 'meta.json'} does not exist (not a generated world)", file=sys.stderr)
         return 2
-    res = calibrate(root, seed=args.seed, progress=not args.quiet)
+    res = calibrate(root, seed=args.seed, progress=not args.quiet, subset=args.subset)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, sort_keys=True) + "\n", encoding="utf-8")
