@@ -11,12 +11,13 @@ Steps, each in its own process under its own time limit (all under one deadline,
 1. ``tiles``   every tile the autotuner may pick for each kernel at the model's head dims, forced one at a time, bf16
                forward + every gradient against float64 with FlashAttention's rule (error ≤ 2 × PyTorch's own bf16
                error + 1e-3), in parallel worker processes (which also fills Triton's cache for the later steps);
-2. ``attention`` ``benchmarks/bench_attention.py``: pair self-attention vs cat + every SDPA backend (and
-               nn.MultiheadAttention with ``--full``), shared-query attention vs expanded SDPA, fwd and fwd+bwd;
+2. ``attention`` ``benchmarks/bench_{pair_self,shared_query}_attention.py``: pair self-attention vs cat + every
+               SDPA backend (and nn.MultiheadAttention with ``--full``), shared-query attention vs expanded SDPA,
+               fwd and fwd+bwd;
 3. ``block``   ``benchmarks/bench_model.py``: the SACEncoder + URADecoder block, ours (Triton / reference ops) vs
                the eager naive block and its ``torch.compile``, fwd and training step, with peak memory;
 4. ``train``   ``benchmarks/bench_train.py``: stage-2 training throughput (pairs/s), Triton vs reference ops;
-5. ``tests``   the CUDA tests: ``tests/ops/test_attention.py`` and ``tests/kernels`` (bf16, the same rule).
+5. ``tests``   the CUDA tests: ``tests/ops/test_*_attention.py`` and ``tests/kernels`` (bf16, the same rule).
 
 The report gives device, versions and date, each step's status, the tables, and the issue's goals (pair attention
 ≥ 3× cat + the best SDPA backend, block forward ≥ 3× eager and ≥ 2× torch.compile, peak memory ≤ ½ eager, training
@@ -404,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     goal = {"heads": "1x16", "seg": "N2"} if dry else {"heads": "8x64", "seg": "N32"}
     pick_attn = "gpu" if a.full or dry else "gpu and N32 and not mha"
     pick_block = "gpu" if a.full or dry else "gpu and N32 and 8x64"
-    tests = ["tests/ops/test_attention.py", "tests/kernels", "--ignore=tests/kernels/test_compile.py",
+    tests = ["tests/ops/test_pair_self_attention.py", "tests/ops/test_shared_query_attention.py",
+             "tests/ops/test_pair_cross_attention.py", "tests/kernels", "--ignore=tests/kernels/test_compile.py",
              "--ignore=tests/kernels/test_gpu_report.py"]  # fmt: skip
     if dry:
         tests = ["tests/kernels/test_tiles.py", "-k", "two and chunks and one"]
     plan = [
-        ("attention", [*pytest, "benchmarks/bench_attention.py", "-k", pick_attn, *bench,
+        ("attention", [*pytest, "benchmarks/bench_pair_self_attention.py", "benchmarks/bench_shared_query_attention.py",
+                       "-k", pick_attn, *bench,
                        f"--benchmark-json={work / 'bench_attention.json'}"]),
         ("block", [*pytest, "benchmarks/bench_model.py", "-k", pick_block, *bench,
                    f"--benchmark-json={work / 'bench_model.json'}"]),

@@ -34,3 +34,9 @@ def device_name() -> str:
     if DEVICE.type == "cuda":
         return torch.cuda.get_device_name(DEVICE)
     return "cpu (dry run: Triton interpreter, float32, tiny sizes)"
+
+
+def needs_interpreter(impl: str) -> None:
+    """Skip a CPU row of the Triton path unless the interpreter is on (with CUDA the GPU rows run that path)."""
+    if impl == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("the Triton path on CPU tensors needs TRITON_INTERPRET=1 (with CUDA the GPU rows run it)")

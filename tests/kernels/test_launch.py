@@ -1,7 +1,7 @@
 """Launch behaviour that only a GPU shows: no recompilation across batch sizes, the float32 policy, the index check
 flag, the device guard, a pair count past the 65,535 grid limit. Every test here needs CUDA (the interpreter neither
 compiles nor has devices); the CPU-side halves (dispatch errors, ``do_not_specialize`` on every per-batch integer)
-are in ``tests/ops/test_attention.py`` and ``tests/kernels/test_compile.py``."""
+are in ``tests/ops/test_pair_self_attention.py`` and ``tests/kernels/test_compile.py``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Attention ops: the Triton paths against float64 references, forward and every gradient, on odd lengths, shuffled /
-repeated / self pairs, empty inputs, tiled head dims; determinism; dispatch; bad input.
+"""pair_self_attention: the Triton path against float64 references, forward and every gradient, on odd lengths,
+shuffled / repeated / self pairs, empty inputs, tiled head dims; determinism; dispatch; bad input.
 
 Devices: with CUDA the kernels run on the GPU in bfloat16 and must meet FlashAttention's error rule (kernel error ≤
 2 × the error of PyTorch's own bfloat16 path + atol, both against float64); without CUDA they run under the Triton
@@ -13,18 +13,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from uasan.kernels import pair_self_attention as pair_kernels
-from uasan.kernels import shared_query_attention as shared_kernels
 
-from tests.kernels.helpers import CUDA, DEVICE, DTYPE, assert_close, check, flash_rule, grads, lowp_pair, lowp_shared
+from tests.kernels.helpers import DEVICE, DTYPE, check, flash_rule, grads, lowp_pair
+from tests.ops.attention_inputs import _gen, _randn
 from uasan.ops import attention as A
-
-
-def _gen(rng) -> torch.Generator:
-    return torch.Generator().manual_seed(int(rng.integers(2**31)))
-
-
-def _randn(g: torch.Generator, *shape: int, dtype=None) -> torch.Tensor:
-    return torch.randn(*shape, generator=g).to(device=DEVICE, dtype=dtype or DTYPE)
 
 
 def _all_pairs(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,66 +201,6 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# shared_query_attention
-# ------------------------------------------------------------------------------------------------------------------
-
-
-def _check_shared(g, length, b, s, h, dh):
-    inputs = [_randn(g, length, h, dh), _randn(g, b, s, h, dh), _randn(g, b, s, h, dh)]
-    do = _randn(g, b, length, h, dh)
-    got = grads(lambda *x: A.shared_query_attention(*x, impl="triton"), inputs, do)
-    want = grads(A.shared_query_attention_ref, inputs, do, torch.float64)
-    assert got[0].shape == (b, length, h, dh)
-    check(got, want, lambda: grads(lowp_shared, inputs, do), ["out", "q", "k", "v"])
-
-
-@pytest.mark.parametrize(
-    ("length", "b", "s", "h", "dh"),
-    [(5, 3, 7, 2, 16), (17, 2, 19, 1, 32), (1, 1, 1, 4, 16), (3, 2, 5, 1, 512), (4, 3, 6, 2, 24)],
-)
-def test_shared_query_attention(rng, length, b, s, h, dh):
-    _check_shared(_gen(rng), length, b, s, h, dh)
-
-
-def test_shared_query_attention_split_dq(rng, monkeypatch):
-    monkeypatch.setattr(shared_kernels, "DQ_SPLIT", 3)
-    _check_shared(_gen(rng), 4, 5, 3, 2, 16)
-
-
-def test_shared_query_attention_dispatch_and_empty(rng):
-    """auto on CPU is the reference; B = 0, L = 0 and S = 0 (softmax over no keys: 0) with zero gradients."""
-    g = _gen(rng)
-    q, k, v = (x.cpu().float() for x in (_randn(g, 4, 2, 16), _randn(g, 3, 5, 2, 16), _randn(g, 3, 5, 2, 16)))
-    assert torch.equal(A.shared_query_attention(q, k, v), A.shared_query_attention_ref(q, k, v))
-    for length, b, s in ((4, 0, 5), (0, 3, 5), (4, 3, 0)):
-        inputs = [_randn(g, length, 2, 16), _randn(g, b, s, 2, 16), _randn(g, b, s, 2, 16)]
-        do = _randn(g, b, length, 2, 16)
-        out, gs = grads(lambda *x: A.shared_query_attention(*x, impl="triton"), inputs, do)
-        assert out.shape == (b, length, 2, 16) and not out.any()
-        assert all(gr.shape == x.shape and not gr.any() for x, gr in zip(inputs, gs, strict=True))
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# pair_cross_attention (its "triton" path is SDPA)
-# ------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("expanded", [False, True])
-def test_pair_cross_attention(rng, expanded):
-    g = _gen(rng)
-    p, t, h, dh = 5, 11, 2, 16
-    f32 = torch.float32
-    q = _randn(g, 1, h, dh, dtype=f32).expand(p, h, dh) if expanded else _randn(g, p, h, dh, dtype=f32)
-    inputs = [q, _randn(g, p, t, h, dh, dtype=f32), _randn(g, p, t, h, dh, dtype=f32)]
-    do = _randn(g, p, h, dh, dtype=f32)
-    out, gs = grads(lambda *x: A.pair_cross_attention(*x, impl="triton"), inputs, do)
-    out64, gs64 = grads(A.pair_cross_attention_ref, inputs, do, torch.float64)
-    assert_close([out, *gs], [out64, *gs64], ["out", "q", "k", "v"], atol=1e-3 if CUDA else 1e-4)
-    cpu = [x.cpu() for x in inputs]
-    assert torch.equal(A.pair_cross_attention(*cpu), A.pair_cross_attention_ref(*cpu))
-
-
-# ------------------------------------------------------------------------------------------------------------------
 # bad input
 # ------------------------------------------------------------------------------------------------------------------
 
@@ -333,24 +265,3 @@ def test_pair_self_attention_bad_input(case, match):
     if case not in ("impl", "triton_float64"):
         with pytest.raises(ValueError, match=match):
             A.pair_self_attention_ref(tq, tk, tv, pq, pk, pv, subj, obj, **kw)
-
-
-def test_shared_and_cross_bad_input():
-    q, k = torch.zeros(4, 2, 16), torch.zeros(3, 5, 2, 16)
-    for args, match in [
-        ((q[0], k, k), "q"),
-        ((q, k[..., :8], k), "k"),
-        ((q, k, k[:, :4]), "v"),
-        ((q, k, k.half()), "v"),
-        ((q, k, [[0.0]]), "v"),
-    ]:
-        with pytest.raises(ValueError, match=match):
-            A.shared_query_attention(*args)
-    cq, ck = torch.zeros(3, 2, 16), torch.zeros(3, 7, 2, 16)
-    for args, match in [((cq[:2], ck, ck), "k"), ((cq, ck, ck[:, :3]), "v"), ((cq, ck, ck[..., :1, :]), "v")]:
-        with pytest.raises(ValueError, match=match):
-            A.pair_cross_attention(*args)
-    with pytest.raises(ValueError, match="impl"):
-        A.pair_cross_attention(cq, ck, ck, impl="cpp")
-    with pytest.raises(ValueError, match="float64"):
-        A.pair_cross_attention(cq.double(), ck.double(), ck.double(), impl="triton")

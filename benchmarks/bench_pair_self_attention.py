@@ -1,20 +1,19 @@
-"""Attention: the fused Triton kernels vs materialise-then-SDPA (each backend pinned) vs nn.MultiheadAttention.
+"""pair_self_attention: the fused Triton kernel vs materialise-then-SDPA (each backend pinned) vs
+nn.MultiheadAttention.
 
-Run: ``pytest benchmarks/bench_attention.py --benchmark-enable --benchmark-columns=median,iqr,rounds``. GPU rows
-(bf16, d = 512 as 8×64 and 1×512, Lt = 32, Lp = 34, N = 16 / 32 / 64 and 8 segments of N = 32 batched, forward and
-forward+backward; sizes in ``target.py``) skip without CUDA; each records its peak memory in ``extra_info`` and
+Run: ``pytest benchmarks/bench_pair_self_attention.py --benchmark-enable --benchmark-columns=median,iqr,rounds``. GPU
+rows (bf16, d = 512 as 8×64 and 1×512, Lt = 32, Lp = 34, N = 16 / 32 / 64 and 8 segments of N = 32 batched, forward
+and forward+backward; sizes in ``target.py``) skip without CUDA; each records its peak memory in ``extra_info`` and
 checks its output against the float32 reference before timing. The CPU rows always run: a tiny
 reference-vs-interpreter correctness smoke.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-from benchmarks.target import DEVICE, DTYPE, HEADS, L_MOT, SEGMENTS, device_name, needs_gpu, sync
+from benchmarks.target import DEVICE, DTYPE, HEADS, L_MOT, SEGMENTS, device_name, needs_gpu, needs_interpreter, sync
 from benchmarks.target import L as LT
 from uasan.ops import attention as A
 
@@ -125,63 +124,14 @@ def test_pair_self_attention_gpu(benchmark, bench, peak_mem, heads, seg, path, d
     bench(benchmark, step)
 
 
-@needs_gpu
-@pytest.mark.parametrize("direction", ["fwd", "fwd+bwd"])
-@pytest.mark.parametrize("path", ["triton", "sdpa-expand"])
-@pytest.mark.parametrize("heads", list(HEADS))
-def test_shared_query_attention_gpu(benchmark, bench, peak_mem, heads, path, direction):
-    """VisualRefiner shape: L = 32 shared queries over B = 8·32 trajectories × S = 30 tokens (dry run: 4, 6, 5)."""
-    h, dh = HEADS[heads]
-    length, b, s = (4, 6, 5) if DEVICE.type == "cpu" else (32, 256, 30)
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (
-        torch.randn(*shape, generator=g).to(DEVICE, DTYPE).requires_grad_()
-        for shape in ((length, h, dh), (b, s, h, dh), (b, s, h, dh))
-    )
-    do = torch.randn(b, length, h, dh, generator=g).to(DEVICE, DTYPE)
-    if path == "triton":
-
-        def fn(q, k, v):
-            return A.shared_query_attention(q, k, v, impl="triton")
-    else:
-
-        def fn(q, k, v):
-            qe = q.transpose(0, 1)[None].expand(k.shape[0], -1, -1, -1)  # (B, H, L, Dh)
-            o = torch.nn.functional.scaled_dot_product_attention(qe, k.transpose(1, 2), v.transpose(1, 2))
-            return o.transpose(1, 2)
-
-    ref = A.shared_query_attention_ref(q.detach().float(), k.detach().float(), v.detach().float())
-    torch.testing.assert_close(fn(q, k, v).float(), ref, atol=3e-2, rtol=3e-2)
-
-    def step():
-        for x in (q, k, v):
-            x.grad = None
-        with torch.set_grad_enabled(direction == "fwd+bwd"):
-            o = fn(q, k, v)
-        if direction == "fwd+bwd":
-            o.backward(do)
-        sync()
-
-    step()
-    peak_mem(benchmark, step)
-    benchmark.extra_info["device"] = device_name()
-    benchmark.group = f"shared_query_attention-{heads}-{direction}"
-    bench(benchmark, step)
-
-
 # ------------------------------------------------------------------------------------------------------------------
 # CPU rows: always run; a tiny shape, the Triton path under the interpreter — a correctness smoke, not a timing
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _needs_interpreter(impl: str) -> None:
-    if impl == "triton" and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("the Triton path on CPU tensors needs TRITON_INTERPRET=1 (with CUDA the GPU rows run it)")
-
-
 @pytest.mark.parametrize("impl", ["torch", "triton"])
 def test_pair_self_attention_cpu(benchmark, bench, impl):
-    _needs_interpreter(impl)
+    needs_interpreter(impl)
     traj, pair, subj, obj, do = pair_problem(1, 3, 2, 16, torch.float32, torch.device("cpu"))
     traj = [x.detach()[:, :3] for x in traj]  # Lt = 3
     pair = [x.detach()[:, :5] for x in pair]  # Lp = 5
@@ -190,14 +140,3 @@ def test_pair_self_attention_cpu(benchmark, bench, impl):
     torch.testing.assert_close(A.pair_self_attention(*args, impl=impl).double(), ref, atol=1e-5, rtol=1e-5)
     benchmark.group = "pair_self_attention-cpu-smoke"
     bench(benchmark, A.pair_self_attention, *args, impl=impl, slow=True)
-
-
-@pytest.mark.parametrize("impl", ["torch", "triton"])
-def test_shared_query_attention_cpu(benchmark, bench, impl):
-    _needs_interpreter(impl)
-    g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(4, 2, 16, generator=g), torch.randn(3, 5, 2, 16, generator=g), torch.randn(3, 5, 2, 16)
-    ref = A.shared_query_attention_ref(q.double(), k.double(), v.double())
-    torch.testing.assert_close(A.shared_query_attention(q, k, v, impl=impl).double(), ref, atol=1e-5, rtol=1e-5)
-    benchmark.group = "shared_query_attention-cpu-smoke"
-    bench(benchmark, A.shared_query_attention, q, k, v, impl=impl, slow=True)
