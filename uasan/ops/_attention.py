@@ -16,7 +16,6 @@ _IMPLS = ("auto", "triton", "torch")
 _FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 _INTERPRETER_FLOATS = (torch.float32, torch.float16)  # its tl.dot computes garbage for bfloat16
 _CUDA_TRITON_FLOATS = (torch.float16, torch.bfloat16)
-_SDPA_MAX_BATCH = 65_535  # CUDA grid y/z limit; larger pair counts are cut into slices
 
 
 def _shape(t: torch.Tensor) -> str:

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from uasan.ops._attention import (
-    _SDPA_MAX_BATCH,
-    _attend,
-    _check_keys_values,
-    _float_tensor,
-    _math_dtype,
-    _resolve_sdpa,
-    _scale,
-)
+from uasan.ops._attention import _attend, _check_keys_values, _float_tensor, _math_dtype, _resolve_sdpa, _scale
 
 __all__ = ["pair_cross_attention", "pair_cross_attention_ref"]
 
 _CROSS = "pair_cross_attention"
+_SDPA_MAX_BATCH = 65_535  # CUDA grid y/z limit; larger pair counts are cut into slices
 
 
 def _check_cross(q, k, v, scale, impl):

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from uasan.ops._attention import (
-    _attend,
-    _check_keys_values,
-    _float_tensor,
-    _math_dtype,
-    _resolve,
-    _scale,
-)
+from uasan.ops._attention import _attend, _check_keys_values, _float_tensor, _math_dtype, _resolve, _scale
 
 __all__ = ["shared_query_attention", "shared_query_attention_ref"]
 
