@@ -19,5 +19,6 @@ PYBIND11_MODULE(_C, m) {
   uasan_py::bind_seq_nms(m);
   uasan_py::bind_association(m);
   uasan_py::bind_eval(m);
+  uasan_py::bind_eval_dicts(m);
   uasan_py::bind_eval_files(m);
 }

@@ -43,6 +43,7 @@ void bind_boxes(py::module_& m);
 void bind_seq_nms(py::module_& m);
 void bind_association(py::module_& m);
 void bind_eval(py::module_& m);
+void bind_eval_dicts(py::module_& m);
 void bind_eval_files(py::module_& m);
 
 }  // namespace uasan_py
