@@ -328,7 +328,7 @@ def evaluate_predictions(
                 gt = gt_columns
             objects, preds = split_categories(split, name)
             ev = RelationEvaluator(gt, objects=objects, predicates=preds, check_boxes="used")
-            if isinstance(pred, RelationColumns):
+            if isinstance(pred, ColumnarRelations):
                 ev.process_columns(pred)
             else:
                 for vid, rels in pred.items():

@@ -223,3 +223,22 @@ def test_relation_evaluator_columns(rng, gt_columns, videos):
     assert ev.evaluate()["mAP"] == pytest.approx(
         evaluate_relations_ref(gt if videos == "all" else {vids[0]: gt[vids[0]]}, {vids[0]: known[vids[0]]})["mAP"]
     )
+
+
+def test_relation_evaluator_lazy_prediction_file(rng, tmp_path):
+    """A prediction file read lazily goes in as it is, alone or beside dicts."""
+    from uasan.evaluation import read_predictions
+
+    gt, pred = dataset(rng, n_videos=5)
+    known = {vid: rels for vid, rels in pred.items() if vid in gt}
+    vids = sorted(known)
+    path = RelationColumns.from_dicts({v: known[v] for v in vids[1:]}, scores=True).write_json(tmp_path / "p.json")
+    want = evaluate_relations_ref(gt, known)
+    for with_dicts in (False, True):
+        ev = RelationEvaluator(gt)
+        ev.process_columns(read_predictions(path, lazy=True))
+        if with_dicts:
+            ev.process(vids[0], known[vids[0]])
+        ref = want if with_dicts else evaluate_relations_ref(gt, {v: known[v] for v in vids[1:]})
+        np.testing.assert_allclose([ev.evaluate()[k] for k in ("mAP", "R@50", "P@5")],
+                                   [ref[k] for k in ("mAP", "R@50", "P@5")], atol=1e-9)  # fmt: skip

@@ -67,9 +67,10 @@ class RelationEvaluator:
             )
         self._predictions.setdefault(video_id, []).extend(predictions)
 
-    def process_columns(self, columns: RelationColumns) -> None:
-        """Adds the predicted relations of the videos in ``columns`` (each video once over all calls)."""
-        if not isinstance(columns, RelationColumns) or columns.score is None:
+    def process_columns(self, columns: ColumnarRelations) -> None:
+        """Adds the predicted relations of the videos in ``columns`` (each video once over all calls): in-memory
+        :class:`~uasan.evaluation.RelationColumns` or a prediction file read lazily."""
+        if not isinstance(columns, ColumnarRelations) or columns.score is None:
             raise ValueError(
                 "RelationEvaluator.process_columns: expected RelationColumns with scores (predictions), "
                 f"got {type(columns).__name__}"
@@ -88,17 +89,14 @@ class RelationEvaluator:
         if self._videos == "processed":
             keep = set(self._predictions) | self._column_videos
             if isinstance(gt, ColumnarRelations):
-                gt = gt.select(np.isin(_video_of_rows(gt), [i for i, v in enumerate(gt.videos) if v in keep]))
+                gt = gt.select(np.repeat([v in keep for v in gt.videos], np.diff(gt.video_offsets)))
             else:
                 gt = {vid: gt[vid] for vid in keep}
         if not self._columns:
             return evaluate_relations(gt, self._predictions, **self._options)
-        parts = list(self._columns)
+        if len(self._columns) == 1 and not self._predictions:  # one columnar side as it is (no copy)
+            return evaluate_relations(gt, self._columns[0], **self._options)
+        parts = [c if isinstance(c, RelationColumns) else c.to_columns() for c in self._columns]
         if self._predictions:  # dicts next to columns: one columnar side (the dict videos checked as columns)
             parts.append(RelationColumns.from_dicts(self._predictions, scores=True))
         return evaluate_relations(gt, RelationColumns.concat(parts), **self._options)
-
-
-def _video_of_rows(columns: ColumnarRelations) -> np.ndarray:
-    """(R,) index of each row's video."""
-    return np.repeat(np.arange(len(columns.videos)), np.diff(columns.video_offsets))
