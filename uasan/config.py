@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from uasan.engine import config as _engine_config
 from uasan.engine.config import apply_overrides, check_min, dump_config, from_dict, to_dict
+from uasan.engine.config import load_config as load_yaml_config
 from uasan.models.config import ModelConfig
 
 __all__ = [
@@ -228,4 +228,4 @@ def load_config(cls: type[T], path_or_name: str | Path | None = None, overrides:
     """:func:`uasan.engine.config.load_config` with the built-in names: ``"synth"``, ``"vidvrd"``, ``"vidor"`` are
     the packaged YAML files (:func:`resolve_config_path`); ``None`` starts from the dataclass defaults."""
     path = None if path_or_name is None else resolve_config_path(path_or_name)
-    return _engine_config.load_config(cls, path, overrides)
+    return load_yaml_config(cls, path, overrides)

@@ -316,8 +316,8 @@ def format_table(res: dict[str, Any]) -> str:
                     cells.append(f"{100 * v:.1f} ({v / c:.1f}×)" if c > 0 and not math.isnan(v) else "–")
         lines.append("| " + " | ".join(cells) + " |")
     counts = ", ".join(f"{c}: {v['rows']} rows / {v['classes']} classes" for c, v in res["counts"].items())
-    scored = res.get("subset", "test").capitalize()
-    return "\n".join(lines) + f"\n\n{scored} subset: {counts}. Probe seed {res['seed']}, {res['seconds']:.0f} s.\n"
+    tail = f"{res['subset'].capitalize()} subset: {counts}. Probe seed {res['seed']}, {res['seconds']:.0f} s."
+    return "\n".join(lines) + f"\n\n{tail}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
