@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from uasan.config import TrainConfig, to_dict
 from uasan.engine.checkpoint import safe_torch_load
 from uasan.models.bridge import BridgeEncoder
+from uasan.models.config import spec_differences
 
 __all__ = [
     "STAGE0_FIELDS",
@@ -235,11 +236,7 @@ def _read_stage0_payload(path: Path, spec: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), dict):
         raise ValueError(f"{what}: {path} is not a stage-0 bridge file (no field 'state_dict')")
     stored = payload.get("spec") if isinstance(payload.get("spec"), dict) else {}
-    diff = [
-        f"{'' if f == 'visual_dim' else 'model.'}{f}: {stored.get(f)!r} → {getattr(spec, f)!r}"
-        for f in STAGE0_FIELDS
-        if stored.get(f) != getattr(spec, f)
-    ]
+    diff = spec_differences(stored, spec, STAGE0_FIELDS)
     if diff:
         raise ValueError(
             f"{what}: {path} was trained for another bridge; it differs in " + ", ".join(diff)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 
 from uasan.config import TrainConfig, load_config, to_dict
 from uasan.engine.run_folder import config_diff, plan_run_folder
+from uasan.models.config import spec_differences
 
 __all__ = ["BRIDGE_FIELDS", "RESUME_FREE_KEYS", "RUN_ENTRIES", "check_run_folder", "read_bridge"]
 
@@ -102,11 +104,7 @@ def read_bridge(bridge_file: Path, spec: Any) -> dict[str, torch.Tensor]:
     what = "--stage 2 / --resume (the stage-1 bridge)"
     payload = P.read_model_file(bridge_file, what)
     stored = P.spec_from_payload(payload, bridge_file, what)
-    diff = [
-        f"{'' if f == 'visual_dim' else 'model.'}{f}: {getattr(stored, f)!r} → {getattr(spec, f)!r}"
-        for f in BRIDGE_FIELDS
-        if getattr(stored, f) != getattr(spec, f)
-    ]
+    diff = spec_differences(asdict(stored), spec, BRIDGE_FIELDS)
     if diff:
         raise ValueError(
             f"{what}: {bridge_file} was trained for another bridge; it differs in "

@@ -238,3 +238,25 @@ def test_tiny_model_overfits_two_segments(tiny_spec):
     assert losses["L_union"].item() < first["L_union"] / 10 and losses["L_fg"].item() < first["L_fg"] / 2
     scores = model.predicate_scores(traj_feats, union, motion, subj, obj, PREDICATES)
     assert (scores.argmax(1) == targets.argmax(1)).all()
+
+
+def test_saved_bridges_name_every_spec_field_they_differ_in(tmp_path, tiny_spec):
+    """A stage-0 or stage-1 bridge saved for another model is refused naming each differing model.* field."""
+    from uasan import predict as P
+    from uasan import pretrain
+    from uasan.config import TrainConfig
+    from uasan.runs import read_bridge
+
+    cfg = TrainConfig()
+    spec = dataclasses.replace(tiny_spec, lora_r=0)  # a stage-0 bridge has no adapter yet
+    model = UASAN(spec)
+    other = dataclasses.replace(spec, visual_dim=spec.visual_dim + 1, L=spec.L + 1)
+    stage0 = pretrain.save_stage0_bridge(model.bridge, spec, cfg, {}, tmp_path / "stage0.pt")
+    assert set(pretrain.read_stage0_bridge(stage0, spec)) == set(model.bridge.base_state_dict())
+    with pytest.raises(ValueError, match=r"stage0.pt was trained for another bridge; it differs in model.visual_dim: "
+                                         r"24 → 25, model.L: 3 → 4 \(run stage 0 again"):  # fmt: skip
+        pretrain.read_stage0_bridge(stage0, other)
+    stage1 = P.save_model(model, cfg, {}, tmp_path / "bridge.pt")
+    with pytest.raises(ValueError, match=r"bridge.pt was trained for another bridge; it differs in model.visual_dim: "
+                                         r"24 → 25, model.L: 3 → 4 \(run stage 1 again"):  # fmt: skip
+        read_bridge(stage1, other)

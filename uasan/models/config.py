@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from uasan.engine.config import check_min
 
-__all__ = ["IMPLS", "VARIANTS", "ModelConfig"]
+__all__ = ["IMPLS", "VARIANTS", "ModelConfig", "spec_differences"]
 
 VARIANTS = ("A", "B", "C", "full")
 IMPLS = ("auto", "triton", "torch")
@@ -57,3 +58,9 @@ class ModelConfig:
             raise ValueError(f"model.lora_alpha: expected > 0, got {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"model.lora_dropout: expected a number in [0, 1), got {self.lora_dropout}")
+
+
+def spec_differences(stored: Mapping[str, Any], spec: ModelConfig, fields: Iterable[str]) -> list[str]:
+    """``"model.<field>: <stored> → <spec>"`` for each of ``fields`` where a saved spec (as a dict) differs from
+    ``spec``: why weights saved for one model do not fit another."""
+    return [f"model.{f}: {stored.get(f)!r} → {getattr(spec, f)!r}" for f in fields if stored.get(f) != getattr(spec, f)]
