@@ -147,10 +147,10 @@ def run_baselines(
     """``{"random": m, "base_probe": m, "stage0_zero_shot": m}``, each m with UASAN's metrics structure."""
     from uasan import predict as P
 
-    bridge = pretrained_bridge(spec, stage0_file).to(device)
+    bridge = pretrained_bridge(spec, stage0_file)  # on the CPU: the probe trains there, then it moves to device
     scorers = {
         "random": P.random_scorer(vocab, cfg.train.seed),
-        "base_probe": base_probe_scorer(bridge.cpu(), root, cfg, split, vocab, cfg.train.seed),
+        "base_probe": base_probe_scorer(bridge, root, cfg, split, vocab, cfg.train.seed),
         "stage0_zero_shot": zero_shot_scorer(bridge.to(device), vocab, device),
     }
     return {

@@ -389,7 +389,7 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
                 device=device, progress=progress,
             )  # fmt: skip
         metrics["baselines"] = baselines
-        metrics["random_baseline"] = baselines["random"]  # the key reports.py reads until it reads "baselines"
+        metrics["random_baseline"] = baselines["random"]  # the earlier releases' key, kept for their readers
         P.write_json(vout / "metrics.json", metrics)
         atomic_write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
