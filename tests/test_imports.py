@@ -105,3 +105,35 @@ def test_engine_hooks_import_the_trainer_one_way():
     mods = _modules()
     assert "uasan.engine.trainer" in _imports("uasan.engine.hooks", mods["uasan.engine.hooks"], mods)
     assert "uasan.engine.hooks" not in _imports("uasan.engine.trainer", mods["uasan.engine.trainer"], mods)
+
+
+# The generic engine sits above the parts and below the entry points: a part that needs a file helper takes it from
+# uasan.files, never from the trainer's package.
+PARTS = ("uasan.models", "uasan.evaluation", "uasan.extract", "uasan.visualize", "uasan.data", "uasan.ops")
+ENTRY_POINTS = {"uasan.train", "uasan.pretrain", "uasan.predict", "uasan.evaluate", "uasan.runs", "uasan.config"}
+
+
+def _in(name: str, packages) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def test_only_entry_points_import_the_engine():
+    mods = _modules()
+    offenders = {
+        name: sorted(i for i in _imports(name, path, mods) if _in(i, ["uasan.engine"]))
+        for name, path in mods.items()
+        if not _in(name, ["uasan.engine"]) and name not in ENTRY_POINTS
+    }
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"only entry points may import uasan.engine: {offenders}"
+    assert any(_in(i, ["uasan.engine"]) for i in _imports("uasan.train", mods["uasan.train"], mods))
+
+
+def test_the_engine_knows_no_model_or_data():
+    mods = _modules()
+    offenders = {
+        name: sorted(i for i in _imports(name, path, mods) if _in(i, PARTS))
+        for name, path in mods.items()
+        if _in(name, ["uasan.engine"])
+    }
+    assert not {k: v for k, v in offenders.items() if v}

@@ -15,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from uasan.engine.config import apply_overrides, check_min, dump_config, from_dict, to_dict
+from uasan.engine.config import apply_overrides, dump_config, from_dict, to_dict
 from uasan.engine.config import load_config as load_yaml_config
+from uasan.files import check_min
 from uasan.models.config import ModelConfig
 
 __all__ = [

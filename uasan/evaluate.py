@@ -33,11 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from uasan.engine._atomic import atomic_write_text
-from uasan.engine.run_folder import check_writable
 from uasan.evaluation.files import read_files
 from uasan.evaluation.protocol import MODES, SPLITS, filter_groundtruth, split_categories
 from uasan.evaluation.relations import evaluate_relations
+from uasan.files import atomic_write_text, check_writable
 
 
 class InputError(Exception):

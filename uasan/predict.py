@@ -32,9 +32,6 @@ from tqdm import tqdm
 from uasan import ops
 from uasan.config import InferConfig, TrainConfig, from_dict, to_dict
 from uasan.data import SegmentBatch, SegmentDataset, Vocabulary, collate_segments, load_groundtruth
-from uasan.engine._atomic import atomic_write, atomic_write_text
-from uasan.engine.checkpoint import safe_torch_load
-from uasan.engine.run_folder import check_writable
 from uasan.evaluation import (
     RelationColumns,
     RelationEvaluator,
@@ -42,6 +39,7 @@ from uasan.evaluation import (
     trajectory_recall,
 )
 from uasan.evaluation.columns import ColumnarRelations
+from uasan.files import atomic_write, atomic_write_text, check_writable, safe_torch_load
 from uasan.inference import (
     VideoColumns,
     association_options,

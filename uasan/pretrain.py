@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from uasan.config import TrainConfig, to_dict
-from uasan.engine.checkpoint import safe_torch_load
+from uasan.files import safe_torch_load
 from uasan.models.bridge import BridgeEncoder
 from uasan.models.config import spec_differences
 
@@ -201,7 +201,7 @@ def save_stage0_bridge(bridge: BridgeEncoder, spec: Any, cfg: TrainConfig, metri
     """``OUT/stage0/bridge.pt``: {spec, config, state_dict (no τ), metrics}, written atomically."""
     from dataclasses import asdict
 
-    from uasan.engine._atomic import atomic_write
+    from uasan.files import atomic_write
 
     payload = {
         "spec": asdict(spec),

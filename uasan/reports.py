@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from uasan.engine._atomic import atomic_write_text
+from uasan.files import atomic_write_text
 
 __all__ = ["baseline_rows", "metrics_markdown", "pct", "write_ablation"]
 

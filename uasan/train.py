@@ -31,12 +31,12 @@ import torch
 
 from uasan.config import BUILTIN_CONFIGS, TrainConfig, dump_config, load_config
 from uasan.engine import distributed as dist
-from uasan.engine._atomic import atomic_write_text
 from uasan.engine.hooks import default_hooks, plot_curves, read_jsonl
 from uasan.engine.repro import build_dataloader, resolve_device, seed_everything
 from uasan.engine.run_folder import clear_entries
 from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
+from uasan.files import atomic_write_text
 from uasan.models.config import VARIANTS
 from uasan.reports import metrics_markdown, pct, write_ablation
 from uasan.runs import check_run_folder, read_bridge

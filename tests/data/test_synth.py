@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from uasan import ops  # noqa: E402
 from uasan.data import synth  # noqa: E402
 
-from .conftest import SPLIT  # noqa: E402
+from tests.data.conftest import SPLIT  # noqa: E402
 
 EXTRA_PREDICATES = {"larger", "taller", "faster", "follow", "chase", "ride"}
 SUBSETS = ("train", "val", "test")

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from uasan.engine.checkpoint import safe_torch_load
-from uasan.engine.run_folder import check_writable, clear_entries, config_diff, plan_run_folder
+from uasan.engine.run_folder import clear_entries, config_diff, plan_run_folder
+from uasan.files import check_writable, safe_torch_load
 
 OWNED = ("config.yaml", "stage*", "model.pt", "data", ".*.tmp")
 

@@ -6,7 +6,7 @@ The engine knows nothing about UASAN: a model plugs in through ``loss_fn(model, 
 """
 
 from uasan.engine.checkpoint import CHECKPOINT_NAME, find_last_checkpoint, load_checkpoint, save_checkpoint
-from uasan.engine.config import apply_overrides, check_min, dump_config, from_dict, load_config, to_dict
+from uasan.engine.config import apply_overrides, dump_config, from_dict, load_config, to_dict
 from uasan.engine.distributed import (
     DistInfo,
     barrier,
@@ -24,6 +24,7 @@ from uasan.engine.hooks import CheckpointHook, EvalHook, LoggingHook, PlotHook, 
 from uasan.engine.jsonl import read_jsonl
 from uasan.engine.repro import EpochLoader, build_dataloader, resolve_device, seed_everything, to_device
 from uasan.engine.trainer import HookBase, LossFn, Trainer, build_optimizer, warmup_cosine_schedule
+from uasan.files import check_min
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-from uasan.engine._atomic import atomic_write_text
+from uasan.files import atomic_write_text, check_min
 
 __all__ = ["load_config", "from_dict", "apply_overrides", "to_dict", "dump_config", "check_min"]
 
@@ -33,13 +33,6 @@ T = TypeVar("T")
 # PyYAML follows YAML 1.1, where "1e-3" (no dot) is a string, not a float. Float fields accept such strings
 # when they spell a number, because that is what the user meant; anything else stays a type error.
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def check_min(obj: Any, name: str, lo: int, section: str) -> None:
-    """``ValueError`` naming ``section.name`` unless the field ``name`` of ``obj`` is at least ``lo``."""
-    value = getattr(obj, name)
-    if value < lo:
-        raise ValueError(f"{section}.{name}: expected >= {lo}, got {value}")
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:

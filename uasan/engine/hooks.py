@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from uasan.engine import distributed as dist_utils
-from uasan.engine._atomic import atomic_write, atomic_write_text
 from uasan.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from uasan.engine.jsonl import append_jsonl, read_jsonl
 from uasan.engine.trainer import HookBase
+from uasan.files import atomic_write, atomic_write_text
 
 # HookBase, append_jsonl and read_jsonl are re-exported: they were defined here before.
 __all__ = [

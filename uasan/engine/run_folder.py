@@ -16,33 +16,13 @@ import contextlib
 import fnmatch
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from uasan.files import check_writable
+
 __all__ = ["check_writable", "clear_entries", "config_diff", "plan_run_folder"]
-
-
-def check_writable(path: str | os.PathLike[str], what: str, *, is_dir: bool = True) -> None:
-    """Raises ``ValueError`` naming ``what`` unless ``path`` (a folder, or with ``is_dir=False`` a file) can be
-    written: the path, or its nearest existing ancestor, must be a folder in which a file can be created (a probe
-    file is created and removed at once; ``os.access`` is not enough, e.g. for root or on a read-only mount)."""
-    path = Path(path).absolute()
-    if path.exists() and path.is_dir() != is_dir:
-        raise ValueError(f"{what}: {path} is {'a file, not a folder' if is_dir else 'a folder, not a file'}")
-    probe_dir = path if is_dir else path.parent
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir():
-        raise ValueError(f"{what}: cannot create {path}: {probe_dir} is a file, not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".uasan-write-probe.")
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:

@@ -303,7 +303,7 @@ class RelationColumns(ColumnarRelations):
         fields after ``results`` (``uasan.predict`` records ``split`` and ``mode``; the official evaluator reads
         ``results`` only).
         """
-        from uasan.engine._atomic import atomic_write
+        from uasan.files import atomic_write
 
         if self.score is None:
             raise ValueError("RelationColumns.write_json: expected predictions (with scores)")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from uasan.data._io import bad_file, load_json
-from uasan.engine._atomic import atomic_write_text
+from uasan.files import atomic_write_text
 
 __all__ = ["Detections", "detections_path", "read_detections", "write_detections"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from uasan.data import annotation_paths, canonical_subset, detect_dataset
 from uasan.data.annotations import SUBSETS, VAL, own_val_folder
-from uasan.engine._atomic import atomic_write
+from uasan.files import atomic_write
 
 __all__ = ["KINDS", "Layout", "VideoItem", "list_videos", "parse_shard", "save_npy", "select_shard", "shard_from_env"]
 

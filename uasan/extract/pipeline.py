@@ -23,13 +23,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from uasan.data import parse_segment_tag, read_annotation, read_proposals, segment_tag, segments
-from uasan.engine._atomic import atomic_write_text
 from uasan.extract.detections import detections_path, read_detections, write_detections
 from uasan.extract.features import FeatureEngine, Listener, SegmentJob, VideoTask
 from uasan.extract.layout import KINDS, Layout, VideoItem, save_npy
 from uasan.extract.towers import ObjectDetector
 from uasan.extract.tracklets import dump_proposals, gt_tracklets, segment_tracklets
 from uasan.extract.video import VideoError, iter_frames
+from uasan.files import atomic_write_text
 
 __all__ = ["Summary", "run_detect", "run_features", "run_tracklets"]
 

@@ -95,7 +95,7 @@ def read_blip2_weights(folder: Path, what: str = "model.bridge_path") -> dict[st
                 raise ValueError(f"{what}: {f}: not a readable safetensors file ({exc})") from None
         return out
     if (folder / "pytorch_model.bin").is_file():
-        from uasan.engine.checkpoint import safe_torch_load
+        from uasan.files import safe_torch_load
 
         state = safe_torch_load(folder / "pytorch_model.bin", what)
         if not isinstance(state, dict):

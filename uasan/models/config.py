@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from uasan.engine.config import check_min
+from uasan.files import check_min
 
 __all__ = ["IMPLS", "VARIANTS", "ModelConfig", "spec_differences"]
 

@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Rectangle
 
-from uasan.engine._atomic import atomic_write
+from uasan.files import atomic_write
 from uasan.visualize.view import STATUS_COLOR, VideoView
 
 _BLANK = 235  # grey level of the canvas without a video file

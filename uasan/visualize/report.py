@@ -1,6 +1,6 @@
 """Writing the pictures: PNG (timeline, key frames, graphs or all three), the HTML report, the MP4 overlay.
 
-Every file is written atomically (:mod:`uasan.engine._atomic`). Each writer returns a :class:`Rendered` holding the
+Every file is written atomically (:mod:`uasan.files`). Each writer returns a :class:`Rendered` holding the
 data it drew (rows with their hit / miss colours, boxes, graphs), so that a caller or a test can check what was
 shown without reading pixels.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from uasan.engine._atomic import atomic_write, atomic_write_text
 from uasan.evaluation import evaluate_relations
+from uasan.files import atomic_write, atomic_write_text
 from uasan.visualize.frames import DrawnBox, draw_keyframes, key_frames, write_overlay
 from uasan.visualize.graph import SegmentGraph, draw_graphs, top_segments
 from uasan.visualize.timeline import NOVEL_MARK, TimelineRow, draw_timeline, timeline_height
