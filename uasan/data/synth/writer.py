@@ -16,7 +16,7 @@ from uasan import ops
 from uasan.data.segments import SEGMENT_LENGTH, SEGMENT_STRIDE, segment_tag, segments
 from uasan.data.synth.corpus import CorpusConfig, make_corpus, write_corpus
 from uasan.data.synth.detect import MIN_PROPOSAL_BOXES, MIN_PROPOSAL_SIZE, detect, propose
-from uasan.data.synth.encoders import VisionEncoder, get_text_encoder
+from uasan.data.synth.encoders import VisionEncoder, get_text_encoder, resolve_text_encoder
 from uasan.data.synth.features import ConceptTable, FeatureConfig, FeatureMaker
 from uasan.data.synth.scene import SIZES, SynthSize, Track, clip_boxes, relations, simulate
 from uasan.data.synth.vocab import FPS, HEIGHT, WIDTH, Vocab, load_split, make_vocab
@@ -171,6 +171,79 @@ def subset_sizes(preset: SynthSize, videos: int | None) -> dict[str, int]:
     return {"train": videos - n_test - n_val, "val": n_val, "test": n_test}
 
 
+def _settings(
+    videos: int | None,
+    size: str,
+    tokens: int,
+    visual_dim: int | None,
+    features: FeatureConfig | None,
+    pretrain: CorpusConfig | None,
+) -> tuple[FeatureConfig, CorpusConfig, dict[str, int]]:
+    """The checked generator settings: feature knobs, corpus composition, videos per subset."""
+    if size not in SIZES:
+        raise ValueError(f"generate: expected size in {sorted(SIZES)}, but got {size!r}")
+    if videos is not None and videos < 3:
+        raise ValueError(f"generate: expected videos >= 3 (one train, one val, one test), but got {videos}")
+    if tokens < 1:
+        raise ValueError(f"generate: expected tokens >= 1, but got {tokens}")
+    feat = features if features is not None else FeatureConfig()
+    if visual_dim is not None:
+        if visual_dim < 1:
+            raise ValueError(f"generate: expected visual_dim >= 1, but got {visual_dim}")
+        feat = FeatureConfig(**{**feat.to_dict(), "visual_dim": int(visual_dim)})
+    preset = SIZES[size]
+    corpus_cfg = pretrain if pretrain is not None else CorpusConfig(distractors=preset.distractors)
+    return feat, corpus_cfg, subset_sizes(preset, videos)
+
+
+def generation_record(
+    videos: int | None = None,
+    seed: int = 0,
+    size: str = "small",
+    *,
+    tokens: int = 4,
+    text_encoder: str = "auto",
+    visual_dim: int | None = None,
+    features: FeatureConfig | None = None,
+    pretrain: CorpusConfig | None = None,
+    write_pretrain: bool = True,
+) -> dict[str, Any]:
+    """What defines the world :func:`generate` writes with these arguments (a subset of its ``meta.json``), computed
+    without generating it: a world on disk may be reused only when :func:`world_differences` finds none."""
+    feat, corpus_cfg, counts = _settings(videos, size, tokens, visual_dim, features, pretrain)
+    return {
+        "generator": "uasan.data.synth",
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "size": size,
+        "videos": counts,
+        "tokens": tokens,
+        "dim": feat.visual_dim,
+        "text_encoder": {"name": resolve_text_encoder(text_encoder)},
+        "features": feat.to_dict(),
+        "pretrain": {"config": corpus_cfg.to_dict()} if write_pretrain else None,
+    }
+
+
+def world_differences(root: str | os.PathLike[str], record: dict[str, Any]) -> list[str]:
+    """``key: on disk -> wanted`` for every field of ``record`` (:func:`generation_record`) that ``ROOT/meta.json``
+    does not match; ``["meta.json: ..."]`` when there is no readable one."""
+    path = Path(root) / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"meta.json: cannot read {path} ({exc})"]
+    return _diff(meta, record, "")
+
+
+def _diff(have: Any, want: Any, prefix: str) -> list[str]:
+    if isinstance(want, dict) and isinstance(have, dict):
+        return [d for k, v in want.items() for d in _diff(have.get(k), v, f"{prefix}{k}.")]
+    if have != want:
+        return [f"{prefix[:-1] or '(root)'}: {have!r} on disk, {want!r} wanted"]
+    return []
+
+
 def generate(
     out: str | os.PathLike[str],
     videos: int | None = None,
@@ -205,20 +278,8 @@ def generate(
             number of distractor words).
         write_pretrain: write ``ROOT/pretrain`` (the corpus); ``False`` skips it (quick test worlds).
     """
-    if size not in SIZES:
-        raise ValueError(f"generate: expected size in {sorted(SIZES)}, but got {size!r}")
-    if videos is not None and videos < 3:
-        raise ValueError(f"generate: expected videos >= 3 (one train, one val, one test), but got {videos}")
-    if tokens < 1:
-        raise ValueError(f"generate: expected tokens >= 1, but got {tokens}")
-    feat = features if features is not None else FeatureConfig()
-    if visual_dim is not None:
-        if visual_dim < 1:
-            raise ValueError(f"generate: expected visual_dim >= 1, but got {visual_dim}")
-        feat = FeatureConfig(**{**feat.to_dict(), "visual_dim": int(visual_dim)})
+    feat, corpus_cfg, counts = _settings(videos, size, tokens, visual_dim, features, pretrain)
     preset = SIZES[size]
-    corpus_cfg = pretrain if pretrain is not None else CorpusConfig(distractors=preset.distractors)
-    counts = subset_sizes(preset, videos)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     enc = get_text_encoder(text_encoder)
@@ -276,7 +337,7 @@ def generate(
         "max_proposals": preset.max_proposals,
         "tokens": tokens,
         "dim": feat.visual_dim,
-        "text_encoder": {"name": enc.name, "description": enc.description, "dim": enc.dim},
+        "text_encoder": {"name": enc.name, "description": enc.description, "dim": enc.dim, "fallback": enc.fallback},
         "vision_encoder": vision.describe(),
         "features": feat.to_dict(),
         "feature_mix": {
