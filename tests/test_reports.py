@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from uasan.reports import baseline_rows, metrics_markdown, write_ablation
+from uasan.reports import baseline_rows, data_record, metrics_markdown, write_ablation
 
 
 def run_metrics(base: float) -> dict:
@@ -80,3 +80,15 @@ def test_ablation_table(tmp_path):
     results = {"full": {**run_metrics(0.3), "random_baseline": run_metrics(0.01)}}
     write_ablation(tmp_path, results)  # the older key
     assert "| random | 6.00 | 7.00 |" in (tmp_path / "ablation.md").read_text()
+
+
+def test_metrics_md_names_the_text_encoder(tmp_path):
+    meta = {"generator": "uasan.data.synth", "seed": 0, "size": "small", "videos": {"train": 4, "val": 1, "test": 2},
+            "dim": 1408, "text_encoder": {"name": "hash", "fallback": "transformers is not installed"}}  # fmt: skip
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    record = data_record(tmp_path)
+    assert record["text_encoder"] == {"name": "hash", "fallback": "transformers is not installed"}
+    text = metrics_markdown({"data": record}, "run")
+    assert "text encoder **hash** (fallback: transformers is not installed" in text and "2 test videos" in text
+    assert data_record(tmp_path / "real") == {"root": str(tmp_path / "real")}  # a real data set root: no world
+    assert "Data:" not in metrics_markdown({}, "run")

@@ -17,7 +17,7 @@ from typing import Any
 
 from uasan.files import atomic_write_text
 
-__all__ = ["baseline_rows", "metrics_markdown", "pct", "write_ablation"]
+__all__ = ["baseline_rows", "data_record", "metrics_markdown", "pct", "write_ablation"]
 
 # Row names of the baselines the runs report (DESIGN §7), in this order; other keys follow under their own name.
 BASELINES = {"random": "random", "base_probe": "base-label probe", "stage0_zero_shot": "stage-0 zero-shot"}
@@ -51,11 +51,45 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def data_record(root: str | Path) -> dict[str, Any]:
+    """What a report says about its data: the root and, for a generated world, its seed, size, subset sizes and
+    text encoder (with the reason when it fell back to hashed words), from ``ROOT/meta.json``."""
+    record: dict[str, Any] = {"root": str(root)}
+    try:
+        meta = json.loads((Path(root) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return record
+    if not isinstance(meta, dict) or meta.get("generator") != "uasan.data.synth":
+        return record
+    enc = meta.get("text_encoder") or {}
+    record.update(
+        world={k: meta.get(k) for k in ("seed", "size", "videos", "dim")},
+        text_encoder={"name": enc.get("name"), "fallback": enc.get("fallback")},
+    )
+    return record
+
+
+def _data_lines(data: Mapping[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    line = f"Data: `{data['root']}`"
+    world, enc = data.get("world"), data.get("text_encoder")
+    if world:
+        videos = ", ".join(f"{n} {s}" for s, n in (world.get("videos") or {}).items())
+        line += f"; synthetic world, seed {world.get('seed')}, {videos} videos, features {world.get('dim')}-d"
+    if enc:
+        line += f"; text encoder **{enc.get('name')}**"
+        if enc.get("fallback"):
+            line += f" (fallback: {enc['fallback']}; not the MiniLM world)"
+    return [line + ".", ""]
+
+
 def metrics_markdown(metrics: dict[str, Any], title: str) -> str:
     """The paper's tables: trajectory classification (Table 1), relation detection SGDet / SGCls / PredCls × novel /
-    all (Table 2), relation tagging from the SGDet predictions; a row for UASAN and one per baseline."""
+    all (Table 2), relation tagging from the SGDet predictions; a row for UASAN and one per baseline. A
+    ``metrics["data"]`` (:func:`data_record`) is stated under the title."""
     models = [("UASAN", metrics), *baseline_rows(metrics)]
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", "", *_data_lines(metrics.get("data"))]
 
     lines += [
         "## Trajectory classification (Table 1 layout)",
