@@ -41,3 +41,13 @@ def test_readme_layout_matches_the_tree():
         if not p.name.startswith(("_", ".")) and (p.suffix == ".py" or (p.is_dir() and p.name != "__pycache__"))
     }
     assert not expected - named, f"README Layout lacks lines for {sorted(expected - named)}"
+
+
+def test_design_references_point_at_the_shipped_design():
+    """Every ``DESIGN §N`` in the code, tests and README names a section of docs/DESIGN.md (shipped in the repo)."""
+    root = README.parent
+    design = (root / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (\d+)\.", design, flags=re.M))
+    files = [README, *(p for d in ("uasan", "kernels", "tests", "benchmarks") for p in (root / d).rglob("*.py"))]
+    cited = {(f.name, n) for f in files for n in re.findall(r"DESIGN\]?(?:\([^)]*\))? §(\d+)", f.read_text("utf-8"))}
+    assert cited and {n for _, n in cited} <= sections, sorted(c for c in cited if c[1] not in sections)
