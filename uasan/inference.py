@@ -7,7 +7,8 @@ Per segment (RePro ``tools/eval_relation_cls.py`` + ``utils/evaluate.py: EvalFmt
    are no candidates, DESIGN §6); PredCls the ground-truth class with score 1.
 2. Every ordered pair (s, o), s ≠ o, keeps its ``pred_topk`` highest-scored target predicates (``torch.topk`` in
    RePro; here a stable sort, so ties go to the lower predicate id). Candidates are ordered pair-major, then rank.
-3. Triplet score ``mean`` = (p + s + o) / 3 (RePro's camera-ready setting) or ``product`` = p · s · o.
+3. Triplet score ``product`` = p · s · o (the default, UASAN's released evaluation) or ``mean`` = (p + s + o) / 3
+   (RePro's; not monotone after the association, see :class:`uasan.config.InferConfig`).
 4. The ``topk_per_segment`` best candidates (RePro: a non-stable ``argsort``; here stable, ties in candidate
    order), *then* those whose subject and object share no frame are dropped, so a segment keeps at most that many.
 5. A relation spans the common frames of its subject and object (``duration``), both trajectories cut to them.

@@ -64,7 +64,7 @@ def test_builtin_values():
         assert (m.d, m.L, m.L_mot, m.L_rel, m.heads) == (512, 32, 2, 10, 8)
     for name in ("synth", "vidvrd", "vidor"):  # RePro's inference protocol (stage-2 cfg_.py, eval_relation_cls.py)
         i = load_config(TrainConfig, name).infer
-        assert (i.pred_topk, i.topk_per_segment, i.triplet_score, i.association_topk) == (10, 200, "mean", 200)
+        assert (i.pred_topk, i.topk_per_segment, i.triplet_score, i.association_topk) == (10, 200, "product", 200)
         assert (i.association_linkage, i.association_nms) == (0.5, 1.0)
     assert isinstance(synth.optim.lr, float)
 
