@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from matplotlib.legend import Legend
+from matplotlib.text import Text
 
 from uasan.data import load_groundtruth, synth
 from uasan.evaluation import evaluate_relations, filter_groundtruth, split_categories
 from uasan.visualize import STATUS_COLOR, load_view, render
 from uasan.visualize.__main__ import main
+from uasan.visualize.frames import MIN_OVERLAY_HEIGHT
 
 av = pytest.importorskip("av")
 
@@ -231,26 +234,36 @@ def test_keyframes_boxes_and_graph(clip, case_file, tmp_path):
     ]
 
 
-def test_mp4_overlay_has_the_videos_frames_and_size(clip, case_file, tmp_path):
+def test_mp4_overlay_has_the_videos_frames_scaled_to_a_legible_size(clip, case_file, tmp_path):
     out = tmp_path / "o.mp4"
     assert main(["--data-root", str(clip), "--predictions", str(case_file), "--video", "clip", "--top", "4",
                  "--video-file", str(clip / "clip.mp4"), "--out", str(out)]) == 0  # fmt: skip
     with av.open(str(out)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert len(frames) == FRAMES and frames[0].shape == (H // 2, W // 2, 3)
+    # the 64 × 36 video is scaled up to 360 pixels high (its aspect kept): 5 output pixels per annotation pixel
+    assert len(frames) == FRAMES and frames[0].shape == (MIN_OVERLAY_HEIGHT, 640, 3)
     # the video's own pixels are kept: the middle of the person's rectangle at frame 20 is red
-    x1, y1, x2, y2 = TRACKS[0][1][20] / 2
-    patch = frames[20][int(y1) + 4 : int(y2) - 3, int(x1) + 3 : int(x2) - 2].reshape(-1, 3).mean(0)
+    x1, y1, x2, y2 = (TRACKS[0][1][20] * 5).astype(int)
+    patch = frames[20][y1 + 40 : y2 - 30, x1 + 30 : x2 - 20].reshape(-1, 3).mean(0)
     assert patch[0] > 150 and patch[1] < 100 and patch[2] < 100
 
 
-def test_odd_sized_video_is_padded_to_even(clip, case_file, tmp_path):
-    odd = _write_video(tmp_path / "odd.mp4", frames=5, size=(W // 2 - 1, H // 2 - 1))
+def test_overlay_text_scales_with_the_frame(clip, case_file, tmp_path):
     view = load_view(clip, case_file, "clip", top_k=4)
-    info = render(view, tmp_path / "o.mp4", video_file=odd).overlay
-    assert info["frames"] == 5 and (info["width"], info["height"]) == (W // 2, H // 2)
-    with av.open(str(tmp_path / "o.mp4")) as c:
-        assert [(f.width, f.height) for f in c.decode(video=0)] == [(W // 2, H // 2)] * 5
+    small = render(view, tmp_path / "s.mp4", video_file=_write_video(tmp_path / "s.mp4", 3, (160, 120))).overlay
+    big = render(view, tmp_path / "b.mp4", video_file=_write_video(tmp_path / "b.mp4", 3, (720, 540))).overlay
+    assert (small["width"], small["height"]) == (480, 360) and (big["width"], big["height"]) == (720, 540)
+    assert small["font_px"] >= 10 and big["font_px"] == pytest.approx(small["font_px"] * 1.5)
+
+
+def test_odd_sized_video_is_padded_to_even(clip, case_file, tmp_path):
+    view = load_view(clip, case_file, "clip", top_k=4)
+    for size, expected in (((W // 2 - 1, H // 2 - 1), (648, 360)), ((401, 361), (402, 362))):
+        odd = _write_video(tmp_path / "odd.mp4", frames=3, size=size)
+        info = render(view, tmp_path / "o.mp4", video_file=odd).overlay
+        assert info["frames"] == 3 and (info["width"], info["height"]) == expected
+        with av.open(str(tmp_path / "o.mp4")) as c:
+            assert [(f.width, f.height) for f in c.decode(video=0)] == [expected] * 3
 
 
 def test_html_report_references_existing_assets(clip, case_file, tmp_path):
@@ -273,6 +286,133 @@ def test_html_without_video_file_on_a_world(world, tmp_path):
     assert main(["--data-root", str(root), "--predictions", str(pred_file), "--video", vid, "--out", str(out)]) == 0
     refs = re.findall(r'src="([^"]+)"', out.read_text())
     assert len(refs) == 3 and all((tmp_path / r).is_file() for r in refs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# legibility, checked on the drawn figures (matplotlib's renderer gives every text's extent)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _extent(artist, renderer) -> tuple[float, float, float, float]:
+    """Display box of a text with its background box, or of a patch."""
+    if isinstance(artist, Text) and artist.get_bbox_patch() is not None:
+        artist = artist.get_bbox_patch()
+    e = artist.get_window_extent(renderer)
+    return e.x0, e.y0, e.x1, e.y1
+
+
+def _overlaps(a, b) -> bool:
+    return min(a[2], b[2]) - max(a[0], b[0]) > 0.5 and min(a[3], b[3]) - max(a[1], b[1]) > 0.5
+
+
+def _inside(a, b) -> bool:
+    return a[0] >= b[0] - 0.5 and a[1] >= b[1] - 0.5 and a[2] <= b[2] + 0.5 and a[3] <= b[3] + 0.5
+
+
+def _white_band(path: Path) -> int:
+    """Height in pixels of the tallest band of blank rows."""
+    blank = (imread(path)[..., :3] > 0.97).all(axis=(1, 2))
+    best = run = 0
+    for b in blank:
+        run = run + 1 if b else 0
+        best = max(best, run)
+    return best
+
+
+def test_help_reads_without_markup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and ":func:" not in text and ":mod:" not in text
+    assert "python -m uasan.visualize: pictures of one video" in text and "OUT_files/" in text
+
+
+def test_one_hit_is_singular(clip, case_file, tmp_path, capsys):
+    view = load_view(clip, case_file, "clip", top_k=1)  # a takes g0: one hit
+    out = render(view, tmp_path / "t.png", what="timeline")
+    (ax,) = out.figure.axes
+    assert ax.get_title(loc="left").endswith(", 1 hit")
+    assert main(["--data-root", str(clip), "--predictions", str(case_file), "--video", "clip", "--top", "1",
+                 "--out", str(tmp_path / "r.html")]) == 0  # fmt: skip
+    assert "1 hit in the top 1 of 5 predictions" in capsys.readouterr().out
+    assert "<b>1 hit</b>" in (tmp_path / "r.html").read_text()
+
+
+def test_timeline_title_is_clear_of_the_legend(clip, case_file, tmp_path):
+    view = load_view(clip, case_file, "clip", top_k=4)
+    view.video_id = "a_video_with_a_very_long_identifier_" * 2
+    fig = render(view, tmp_path / "t.png", what="timeline").figure
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    (title,) = [t for t in fig.findobj(Text) if t.get_text() == ax.get_title(loc="left")]
+    (legend,) = fig.findobj(Legend)
+    box, fig_box = _extent(title, renderer), tuple(fig.bbox.extents)
+    assert title.get_text().endswith("2 hits") and _inside(box, fig_box)
+    assert not _overlaps(box, _extent(legend, renderer)) and _inside(_extent(legend, renderer), fig_box)
+
+
+def test_keyframes_are_large_and_their_labels_whole(clip, case_file, tmp_path):
+    view = load_view(clip, case_file, "clip", top_k=4)
+    out = render(view, tmp_path / "k.png", what="keyframes", video_file=clip / "clip.mp4", frames=6)
+    fig = out.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert len(fig.axes) == 6
+    names = {b.label for b in out.boxes}
+    for ax, f in zip(fig.axes, out.frames, strict=True):
+        frame = tuple(ax.get_window_extent(renderer).extents)
+        assert frame[2] - frame[0] >= 0.3 * fig.bbox.width  # three a row
+        labels = [t for t in ax.texts if t.get_bbox_patch() is not None]
+        drawn = sorted(b.label for b in out.boxes if b.frame == f)
+        assert sorted(t.get_text() for t in labels) == drawn and set(drawn) <= names  # whole names, one per box
+        boxes = [_extent(t, renderer) for t in labels]
+        assert all(_inside(b, frame) for b in boxes)  # inside the image: nothing cut off
+        assert not any(_overlaps(a, b) for k, a in enumerate(boxes) for b in boxes[k + 1 :])
+    # the car's box touches the top of the frame: its label, above the box where there is room, moved inside
+    assert any(b.kind == "gt" and b.box[1] < 8 for b in out.boxes)
+
+
+# several predicates between the same pairs, both directions: the labels of one graph crowd the middle
+CROWD = [_pred(s, p, o, 0, 30, 0.9 - 0.01 * k) for k, (s, p, o) in enumerate(
+    (s, p, o) for s, o in ((0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)) for p in ("left", "right", "toward", "away")
+)]  # fmt: skip
+
+
+def _graph_labels_apart(fig) -> int:
+    """Checks every graph of ``fig``: edge labels inside the axes, clear of each other and of the nodes; returns
+    the number of labels."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    count = 0
+    for ax in [ax for ax in fig.axes if any(t.get_gid() == "node" for t in ax.texts)]:
+        frame = tuple(ax.get_window_extent(renderer).extents)
+        labels = [_extent(a, renderer) for a in ax.patches if a.get_gid() == "edge-label"]
+        nodes = [_extent(t, renderer) for t in ax.texts if t.get_gid() == "node"]
+        lines = [_extent(t, renderer) for t in ax.texts if t.get_gid() is None and t.get_text()]
+        assert all(_inside(b, frame) for b in labels)
+        assert not any(_overlaps(a, b) for k, a in enumerate(labels) for b in labels[k + 1 :] + nodes)
+        assert all(any(_inside(t, b) for b in labels) for t in lines)  # every predicate inside its label's box
+        count += len(labels)
+    return count
+
+
+def test_graph_edge_labels_do_not_overlap(clip, tmp_path):
+    view = load_view(clip, {"clip": CROWD}, "clip", top_k=len(CROWD))
+    out = render(view, tmp_path / "g.png", what="graph", segment=0)
+    (graph,) = out.graphs
+    assert len(graph.edges) == len(CROWD)
+    assert _graph_labels_apart(out.figure) == 6  # one label per ordered pair, four lines each
+    lines = [t.get_text() for t in out.figure.axes[0].texts if t.get_gid() is None]
+    assert sorted(lines) == sorted(p for _, p, _ in (r["triplet"] for r in CROWD))
+
+
+def test_summary_of_a_world_video_reads_well(world, tmp_path):
+    root, pred_file, _ = world
+    for vid in sorted(load_groundtruth(root, "test"))[:2]:
+        view = load_view(root, pred_file, vid, top_k=20)
+        out = render(view, tmp_path / f"{vid}.png")
+        assert _graph_labels_apart(out.figure) > 0
+        assert _white_band(out.files[0]) < 0.6 * 90  # no empty band: sections sized to their pictures
 
 
 # ----------------------------------------------------------------------------------------------------------------

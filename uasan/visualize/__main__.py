@@ -14,16 +14,24 @@ triplets drawn on every frame (needs ``--video-file``). Bad input: one line nami
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
 from uasan.evaluation.protocol import SPLITS
 
 
+def plain(text: str) -> str:
+    """Docstring text without its reStructuredText markup (``code``, :func:`name`), for the terminal."""
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text).replace("``", "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from uasan.visualize.report import WHATS
 
-    p = argparse.ArgumentParser(prog="python -m uasan.visualize", description=__doc__.split("\n\n")[0])
+    paragraphs = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(prog="python -m uasan.visualize", description=plain(paragraphs[0]),
+                                epilog=plain(paragraphs[2]))  # fmt: skip
     p.add_argument("--data-root", required=True, help="data set root (annotations, splits.json)")
     p.add_argument("--predictions", required=True, help="prediction JSON in the official format")
     p.add_argument("--video", required=True, help="video id")
@@ -43,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from uasan.visualize.report import render
-    from uasan.visualize.view import load_view
+    from uasan.visualize.view import load_view, plural
 
     try:
         view = load_view(
@@ -62,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"uasan.visualize: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{view.video_id}: {len(view.groundtruth)} ground-truth relations ({view.split}), {view.hits()} hits in "
-          f"the top {view.top_k} of {len(view.predictions)} predictions")  # fmt: skip
+    gt, hits, preds = len(view.groundtruth), view.hits(), len(view.predictions)
+    print(f"{view.video_id}: {plural(gt, 'ground-truth relation')} ({view.split}), {plural(hits, 'hit')} in the top "
+          f"{view.top_k} of {plural(preds, 'prediction')}")  # fmt: skip
     for f in result.files:
         print(f"wrote {f}")
     return 0

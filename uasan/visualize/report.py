@@ -20,10 +20,10 @@ from matplotlib.figure import Figure
 
 from uasan.evaluation import evaluate_relations
 from uasan.files import atomic_write, atomic_write_text
-from uasan.visualize.frames import DrawnBox, draw_keyframes, key_frames, write_overlay
-from uasan.visualize.graph import SegmentGraph, draw_graphs, top_segments
+from uasan.visualize.frames import DrawnBox, draw_keyframes, key_frames, keyframe_grid, write_overlay
+from uasan.visualize.graph import SegmentGraph, draw_graphs, graph_aspect, top_segments
 from uasan.visualize.timeline import NOVEL_MARK, TimelineRow, draw_timeline, timeline_height
-from uasan.visualize.view import STATUS_COLOR, VideoView
+from uasan.visualize.view import STATUS_COLOR, VideoView, plural
 
 WHATS = ("summary", "timeline", "keyframes", "graph")
 WIDTH = 12.0  # inches
@@ -40,6 +40,7 @@ class Rendered:
     frames: list[int] | None = None
     graphs: list[SegmentGraph] | None = None
     overlay: dict[str, Any] | None = None
+    figure: Figure | None = None  # the PNG's figure, as saved (render_png)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -58,8 +59,21 @@ def _segment_ids(view: VideoView, segment: int | None, graphs: int) -> list[int]
     return [segment]
 
 
+# Section heights in inches, so that each picture fills its section's width or height exactly (no empty band):
+# a frame's or a graph's cell is the figure width over its columns, less constrained layout's padding.
+_PAD = 0.1  # inches around a cell
+_TITLE = 0.22  # inches of one 8-9 pt title line
+
+
 def _keyframe_height(view: VideoView, n: int) -> float:
-    return 0.45 + WIDTH / max(n, 1) * view.height / max(view.width, 1)
+    rows, cols = keyframe_grid(view, n)
+    cell = WIDTH / cols - _PAD
+    return _TITLE + rows * (_TITLE + _PAD + cell * view.height / max(view.width, 1))
+
+
+def _graph_height(view: VideoView, seg_ids: list[int]) -> float:
+    cell = WIDTH / max(len(seg_ids), 3) - _PAD  # one or two graphs: a third of the width each
+    return 2 * _TITLE + _PAD + cell * graph_aspect(view, seg_ids)
 
 
 def render_png(
@@ -85,9 +99,9 @@ def render_png(
     heights = {
         "timeline": timeline_height(view),
         "keyframes": _keyframe_height(view, len(shown)),
-        "graph": WIDTH / max(len(seg_ids), 4) * 0.95 + 0.3,
+        "graph": _graph_height(view, seg_ids),
     }
-    fig = Figure(figsize=(WIDTH, sum(heights[p] for p in parts)), layout="constrained")
+    fig = Figure(figsize=(WIDTH, sum(heights[p] for p in parts)), dpi=DPI, layout="constrained")
     subs = fig.subfigures(len(parts), 1, height_ratios=[heights[p] for p in parts], squeeze=False)[:, 0]
     result = Rendered()
     for sub, part in zip(subs, parts, strict=True):
@@ -102,6 +116,7 @@ def render_png(
             result.graphs = draw_graphs(sub, view, seg_ids)
             sub.suptitle("scene graph per segment (top-K predictions; dashed: missed ground truth)", fontsize=9)
     result.files.append(_save(fig, Path(out)))
+    result.figure = fig
     return result
 
 
@@ -177,7 +192,8 @@ def render_html(
     n_gt = len(view.groundtruth)
     summary = (
         f"<p>Predictions <code>{e(view.source)}</code>, ground truth filtered to the <b>{e(view.split)}</b> split: "
-        f"{n_gt} relations. Top {k} of {len(view.predictions)} predictions: <b>{view.hits()} hits</b> "
+        f"{plural(n_gt, 'relation')}. Top {k} of {plural(len(view.predictions), 'prediction')}: "
+        f"<b>{plural(view.hits(), 'hit')}</b> "
         f"(R@{k} of this video {100 * metrics[f'R@{k}']:.1f}%, AP {100 * metrics['mAP']:.1f}%, the official "
         f"matching: same triplet, vIoU ≥ 0.5 for subject and object, greedy in score order). "
         f"{NOVEL_MARK} marks novel predicates.</p>"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Patch
 
-from uasan.visualize.view import FALSE_POSITIVE, HIT, MISSED, STATUS_COLOR, VideoView
+from uasan.visualize.view import FALSE_POSITIVE, HIT, MISSED, STATUS_COLOR, VideoView, plural
 
 NOVEL_MARK = "★"
 
@@ -77,25 +77,27 @@ def draw_timeline(fig: Figure | SubFigure, view: VideoView) -> list[TimelineRow]
     ax.set_xlim(0, max(view.frame_count, 1))
     for fs, _ in view.segments():
         ax.axvline(fs, color="#e0e0e0", lw=0.5, zorder=0)
-    ax.set_xlabel("frame")
+    ax.set_xlabel("frame", loc="left")
     ax.tick_params(axis="y", length=0)
-    ax.legend(
+    # the legend sits under the axes, right of the axis label: the title above keeps the whole width
+    fig.legend(
         handles=[
             Patch(color=HIT, label="hit / recalled"),
             Patch(color=FALSE_POSITIVE, label="false positive"),
             Patch(color=MISSED, label="missed"),
+            Patch(color="none", label=f"{NOVEL_MARK} novel predicate"),
         ],
-        title=f"{NOVEL_MARK} novel predicate",
-        title_fontsize=7,
-        loc="lower right",
-        bbox_to_anchor=(1.0, 1.0),
-        ncol=3,
+        loc="outside lower right",
+        ncol=4,
         fontsize=7,
         frameon=False,
+        borderaxespad=0.0,
+        handlelength=1.4,
+        columnspacing=1.2,
     )
     ax.set_title(
-        f"{view.video_id}: {n_gt} ground-truth relations ({view.split} split), top {view.top_k} of "
-        f"{len(view.predictions)} predictions, {view.hits()} hits",
+        f"{view.video_id}: {plural(n_gt, 'ground-truth relation')} ({view.split} split), top {view.top_k} of "
+        f"{plural(len(view.predictions), 'prediction')}, {plural(view.hits(), 'hit')}",
         fontsize=9,
         loc="left",
     )

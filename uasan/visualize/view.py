@@ -101,6 +101,11 @@ class VideoView:
         return segments(self.frame_count) or [(0, self.frame_count)]
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 hit"``, ``"2 hits"``: a count with its noun."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _extent(coords: np.ndarray) -> int:
     """Pixels needed to show every coordinate (inclusive pixels), at least 16."""
     return max(int(np.ceil(coords.max(initial=0))) + 1, 16)
