@@ -407,3 +407,19 @@ def test_generation_record_tells_a_reusable_world(world: Path) -> None:
 def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError, match="size|videos|tokens|name|visual_dim"):
         synth.generate(tmp_path / "x", split=SPLIT, progress=False, **kwargs)
+
+
+def test_subset_sizes_grow_the_test_subset_alone(tmp_path: Path) -> None:
+    small = _tree_hashes(_generate(tmp_path / "a", seed=2))
+    root = synth.generate(tmp_path / "b", videos=6, seed=2, size="tiny", split=SPLIT, progress=False,
+                          subsets={"test": 4})  # fmt: skip
+    big = _tree_hashes(root)
+    assert _load(root / "meta.json")["videos"]["test"] == 4
+    shared = [k for k in small if not k.startswith(("test/", "proposals/test", "features/test", "union_features/test",
+              "gt_", "meta.json", "splits.json"))]  # fmt: skip
+    assert shared and all(small[k] == big[k] for k in shared)  # train, val and the corpus are the same files
+    assert all(big[k] == v for k, v in small.items() if k.startswith("test/"))  # the first test videos too
+    with pytest.raises(ValueError, match="subsets"):
+        synth.generate(tmp_path / "c", videos=6, split=SPLIT, progress=False, subsets={"tst": 1})
+    with pytest.raises(ValueError, match="subsets"):
+        synth.generate(tmp_path / "c", videos=6, split=SPLIT, progress=False, subsets={"test": 0})

@@ -27,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--videos", type=int, default=None, help="total videos (train:val:test = 5:1:2); default: preset")
+    for name in ("train", "val", "test"):
+        ap.add_argument(f"--{name}-videos", type=int, default=None, help=f"videos of the {name} subset (default: as "
+                        "--videos / --size give)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--tokens", type=int, default=4, help="feature tokens S per trajectory / pair / corpus item")
@@ -42,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = generate(
         args.out, args.videos, args.seed, args.size, tokens=args.tokens, text_encoder=args.text_encoder,
         progress=not args.quiet, visual_dim=args.visual_dim, pretrain=corpus, write_pretrain=not args.no_pretrain,
+        subsets={n: v for n in ("train", "val", "test") if (v := getattr(args, f"{n}_videos")) is not None},
     )  # fmt: skip
     with open(root / "meta.json", encoding="utf-8") as f:
         meta = json.load(f)

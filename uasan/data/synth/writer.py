@@ -162,17 +162,28 @@ def _video(
     return ann, [r["predicate"] for r in instances]
 
 
-def subset_sizes(preset: SynthSize, videos: int | None) -> dict[str, int]:
-    """Videos per subset: the preset's, or ``videos`` split train:val:test = 5:1:2 with at least one each."""
+def subset_sizes(preset: SynthSize, videos: int | None, subsets: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Videos per subset: the preset's, or ``videos`` split train:val:test = 5:1:2 with at least one each; then
+    ``subsets`` (e.g. ``{"test": 300}``) replaces the counts it names. Video k of a subset does not depend on the
+    counts, so a larger test subset leaves the train and val videos as they were."""
     if videos is None:
-        return {"train": preset.train, "val": preset.val, "test": preset.test}
-    n_test = max(1, round(videos * 2 / 8))
-    n_val = max(1, round(videos / 8))
-    return {"train": videos - n_test - n_val, "val": n_val, "test": n_test}
+        counts = {"train": preset.train, "val": preset.val, "test": preset.test}
+    else:
+        n_test = max(1, round(videos * 2 / 8))
+        n_val = max(1, round(videos / 8))
+        counts = {"train": videos - n_test - n_val, "val": n_val, "test": n_test}
+    for name, n in (subsets or {}).items():
+        if name not in counts:
+            raise ValueError(f"generate: expected subsets among {sorted(counts)}, but got {name!r}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"generate: expected subsets[{name!r}] >= 1 videos, but got {n!r}")
+        counts[name] = n
+    return counts
 
 
 def _settings(
     videos: int | None,
+    subsets: Mapping[str, int] | None,
     size: str,
     tokens: int,
     visual_dim: int | None,
@@ -193,7 +204,7 @@ def _settings(
         feat = FeatureConfig(**{**feat.to_dict(), "visual_dim": int(visual_dim)})
     preset = SIZES[size]
     corpus_cfg = pretrain if pretrain is not None else CorpusConfig(distractors=preset.distractors)
-    return feat, corpus_cfg, subset_sizes(preset, videos)
+    return feat, corpus_cfg, subset_sizes(preset, videos, subsets)
 
 
 def generation_record(
@@ -207,10 +218,11 @@ def generation_record(
     features: FeatureConfig | None = None,
     pretrain: CorpusConfig | None = None,
     write_pretrain: bool = True,
+    subsets: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """What defines the world :func:`generate` writes with these arguments (a subset of its ``meta.json``), computed
     without generating it: a world on disk may be reused only when :func:`world_differences` finds none."""
-    feat, corpus_cfg, counts = _settings(videos, size, tokens, visual_dim, features, pretrain)
+    feat, corpus_cfg, counts = _settings(videos, subsets, size, tokens, visual_dim, features, pretrain)
     return {
         "generator": "uasan.data.synth",
         "format_version": FORMAT_VERSION,
@@ -258,6 +270,7 @@ def generate(
     features: FeatureConfig | None = None,
     pretrain: CorpusConfig | None = None,
     write_pretrain: bool = True,
+    subsets: Mapping[str, int] | None = None,
 ) -> Path:
     """Writes the synthetic data set under ``out`` and returns ``out`` as a :class:`Path`.
 
@@ -277,8 +290,10 @@ def generate(
         pretrain: the corpus composition (:class:`CorpusConfig`; default: the calibrated one with the preset's
             number of distractor words).
         write_pretrain: write ``ROOT/pretrain`` (the corpus); ``False`` skips it (quick test worlds).
+        subsets: videos of the subsets it names, e.g. ``{"test": 300}`` (the others as ``videos`` / the preset
+            say); a subset's videos do not depend on the counts.
     """
-    feat, corpus_cfg, counts = _settings(videos, size, tokens, visual_dim, features, pretrain)
+    feat, corpus_cfg, counts = _settings(videos, subsets, size, tokens, visual_dim, features, pretrain)
     preset = SIZES[size]
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
