@@ -8,8 +8,12 @@
   visual_relation_detection.py``: ``evaluate`` with ``common.py``'s ``viou`` and ``voc_ap``), written anew here
   from the published algorithm (the helper is not vendored).
 
-``python eval_workload.py official|uasan ROOT PRED DATASET`` runs one pipeline and prints its wall time, peak RSS
-(``VmHWM``) and metrics as JSON: the subprocess of the benchmark's peak-memory row.
+``python eval_workload.py official|uasan|uasan_all ROOT PRED DATASET`` runs one pipeline and prints its wall time,
+peak RSS (``VmHWM``), ``ru_maxrss``, the anonymous / file-backed split of the resident set sampled every millisecond
+(the pages of a memory-mapped file count as resident once read) and the metrics as JSON: the subprocess of the
+benchmark's peak-memory row. ``python eval_workload.py write NAME`` writes a workload (``vidor``, ``vidvrd``,
+``vidor-float``: 800 VidOR-sized videos with full-precision float prediction boxes, a ~1.4 GB prediction file) and
+prints its root and prediction file.
 """
 
 from __future__ import annotations
@@ -44,12 +48,16 @@ class Workload:
     n_objects: int = 80
     n_predicates: int = 50
     seed: int = 0
+    decimals: int | None = 1  # prediction boxes rounded to this many decimals (None: full float64 precision)
 
 
 # VidOR validation: 835 videos of ~30 s; VidVRD test: 200 videos of ~10 s (35 objects, 132 predicates).
 VIDOR = Workload("vidor", "vidor", 835, 200, 800, (150, 5400), (2, 9), (5, 41), 90, 30)
 VIDVRD = Workload("vidvrd", "vidvrd", 200, 200, 350, (120, 1200), (2, 7), (10, 31), 60, 45, n_objects=35,
                   n_predicates=132)  # fmt: skip
+# The size of a file a detector writes without rounding: full-precision floats (~17 digits each), ~1.4 GB.
+VIDOR_FLOAT = Workload("vidor-float", "vidor", 800, 200, 800, (150, 5400), (2, 9), (5, 41), 90, 30, decimals=None)
+WORKLOADS = {w.name: w for w in (VIDOR, VIDVRD, VIDOR_FLOAT)}
 
 
 def smoke(w: Workload) -> Workload:
@@ -112,7 +120,9 @@ def _video(rng: np.random.Generator, w: Workload, vid: str, folder: str, objects
             s, o = (int(x) for x in rng.choice(k, 2, replace=False))
             p = vid_preds[rng.integers(12)]
             b, e = _span(rng, 0, frames, w.pred_len_median)
-        boxes = [np.round(tracks[x][b:e] + rng.normal(0, 4, (e - b, 4)), 1) for x in (s, o)]
+        boxes = [tracks[x][b:e] + rng.normal(0, 4, (e - b, 4)) for x in (s, o)]
+        if w.decimals is not None:
+            boxes = [np.round(bx, w.decimals) for bx in boxes]
         for bx in boxes:
             bx[:, 2:] = np.maximum(bx[:, 2:], bx[:, :2])
         preds.append({"triplet": [cats[s], p, cats[o]], "score": float(rng.random()), "duration": [b, e],
@@ -296,19 +306,70 @@ def peak_rss_mib() -> float:
     Linux carries the parent's high-water mark into the child's, so a child of a big pytest process reports the
     parent's peak."""
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return _status()["VmHWM"]
+    except (OSError, KeyError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _status() -> dict[str, float]:
+    """/proc/self/status memory lines in MiB (VmHWM, VmRSS, RssAnon, RssFile, RssShmem)."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class _Sampler:
+    """Samples RssAnon / RssFile every millisecond on a thread: the largest resident set seen and its split, and each
+    part's own peak (a pipeline that holds the GIL in one C call for long, as json.load does, is sampled less)."""
+
+    def __init__(self) -> None:
+        self.peak = {"rss": 0.0, "anon_at_peak": 0.0, "file_at_peak": 0.0, "anon": 0.0, "file": 0.0}
+        self._stop = False
+        self._thread = None
+
+    def __enter__(self):
+        import threading
+
+        try:
+            _status()
+        except OSError:
+            return self
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        p = self.peak
+        while not self._stop:
+            s = _status()
+            p["anon"], p["file"] = max(p["anon"], s["RssAnon"]), max(p["file"], s["RssFile"])
+            if s["VmRSS"] > p["rss"]:
+                p["rss"], p["anon_at_peak"], p["file_at_peak"] = s["VmRSS"], s["RssAnon"], s["RssFile"]
+            time.sleep(0.001)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "write":
+        print(*write_workload(WORKLOADS[sys.argv[2]]))
+        sys.exit()
     which, root, pred, dataset = sys.argv[1:5]
-    t0 = time.perf_counter()
-    fn = official_pipeline if which == "official" else uasan_pipeline
-    metrics = fn(Path(root), Path(pred), dataset)
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "peak_mib": peak_rss_mib(), "metrics": metrics}))
+    with _Sampler() as sampler:
+        t0 = time.perf_counter()
+        if which == "official":
+            metrics = official_pipeline(Path(root), Path(pred), dataset)
+        else:
+            metrics = uasan_pipeline(Path(root), Path(pred), dataset, "all" if which == "uasan_all" else "used")
+        seconds = time.perf_counter() - t0
+    out = {"seconds": seconds, "peak_mib": peak_rss_mib(),
+           "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           **{f"sampled_{k}_mib": v for k, v in sampler.peak.items()}, "metrics": metrics}  # fmt: skip
+    print(json.dumps(out))

@@ -213,6 +213,7 @@ void eval_relations(TrajSource& boxes, const RelationTable& gt, const int64_t* g
       }
       if (out.match) out.match[p] = k_max;
     }
+    boxes.video_done(g0, g0 + ng, p0, p0 + np_);  // the rest of the video needs no box
     // float32 cumsums and divisions, as np.cumsum(...).astype(np.float32) / np.maximum(n, float32 eps).
     rec.resize(np_);
     prec.resize(np_);

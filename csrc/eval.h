@@ -20,12 +20,15 @@ struct RelationTable {
 // Supplies the boxes of a relation's subject (which = 0) or object (which = 1) trajectory, (length, 4) float64
 // [x1, y1, x2, y2], inclusive pixels, finite with x2 >= x1 and y2 >= y1. The matching asks for a trajectory only
 // when it compares it (and at most once per call), so a source that reads slow storage (Python lists) reads no
-// more than the official evaluator does. The pointer must stay valid until eval_relations returns; a source may
-// throw to abort.
+// more than the official evaluator does. The pointer must stay valid until the source is told that its video is
+// done (video_done); a source may throw to abort.
 class TrajSource {
  public:
   virtual ~TrajSource() = default;
   virtual const double* get(bool is_pred, int64_t r, int which) = 0;
+  // The matching of a video is over: ground truth [gt_begin, gt_end) and predictions [pred_begin, pred_end) are
+  // not asked for again, so a source may drop what it parsed or cached for them.
+  virtual void video_done(int64_t gt_begin, int64_t gt_end, int64_t pred_begin, int64_t pred_end) {}
 };
 
 struct RelationEvalOutput {

@@ -40,7 +40,8 @@ struct BoxSource {
       json = src.cast<py::buffer>().request();
     }
   }
-  uasan::MixedTrajSource::Side side(const uasan::RelationTable& t, const carray<int64_t>& table) const {
+  uasan::MixedTrajSource::Side side(const uasan::RelationTable& t, const carray<int64_t>& table,
+                                    bool release_pages) const {
     uasan::MixedTrajSource::Side s;
     if (array) {
       s.boxes = array->data();
@@ -48,6 +49,7 @@ struct BoxSource {
     } else {
       s.json = static_cast<const char*>(json->ptr);
       s.json_size = static_cast<int64_t>(json->size * json->itemsize);
+      s.release_pages = release_pages;
     }
     s.where[0] = table.data() + 3 * t.count;
     s.where[1] = table.data() + 4 * t.count;
@@ -62,7 +64,8 @@ struct BoxSource {
 py::tuple eval_relations_py(const py::object& gt_boxes, carray<int64_t> gt, carray<int64_t> gt_offsets,
                             const py::object& pred_boxes, carray<int64_t> pred, carray<double> pred_score,
                             carray<int64_t> pred_offsets, double viou_threshold, carray<int64_t> det_k,
-                            carray<int64_t> tag_k, bool all_boxes, bool with_match) {
+                            carray<int64_t> tag_k, bool all_boxes, bool with_match, bool gt_release_pages,
+                            bool pred_release_pages) {
   require_shape("eval_relations", "gt_offsets", gt_offsets, {-1}, "(videos + 1,)");
   if (gt_offsets.shape(0) < 1) uasan::fail("eval_relations", "expected gt_offsets of shape (videos + 1,), got (0,)");
   const py::ssize_t videos = gt_offsets.shape(0) - 1;
@@ -72,7 +75,7 @@ py::tuple eval_relations_py(const py::object& gt_boxes, carray<int64_t> gt, carr
   const uasan::RelationTable g = eval_table("groundtruth", gt, gt_offsets, videos, nullptr);
   const uasan::RelationTable p = eval_table("prediction", pred, pred_offsets, videos, pred_score.data());
   const BoxSource gsrc("gt_boxes", gt_boxes), psrc("pred_boxes", pred_boxes);
-  uasan::MixedTrajSource source(gsrc.side(g, gt), psrc.side(p, pred));
+  uasan::MixedTrajSource source(gsrc.side(g, gt, gt_release_pages), psrc.side(p, pred, pred_release_pages));
   EvalOutputs out(videos, det_k.shape(0), tag_k.shape(0));
   carray<int64_t> match(with_match ? p.count : 0);
   uasan::RelationEvalOutput view = out.view();
@@ -104,8 +107,11 @@ void bind_eval(py::module_& m) {
   m.def("eval_relations", &eval_relations_py, py::arg("gt_boxes"), py::arg("gt"), py::arg("gt_offsets"),
         py::arg("pred_boxes"), py::arg("pred"), py::arg("pred_score"), py::arg("pred_offsets"),
         py::arg("viou_threshold"), py::arg("det_k"), py::arg("tag_k"), py::arg("all_boxes"), py::arg("with_match"),
+        py::arg("gt_release_pages") = false, py::arg("pred_release_pages") = false,
         "Official relation detection / tagging per video on flat tables whose boxes are arrays or relation-file "
-        "bytes -> (ap, det_hits, tag_prec, n_tag, match or None).");
+        "bytes -> (ap, det_hits, tag_prec, n_tag, match or None). *_release_pages: that side's bytes are a "
+        "read-only file mapping whose pages may be dropped from the resident set after use (see "
+        "read_relation_file).");
 }
 
 }  // namespace uasan_py

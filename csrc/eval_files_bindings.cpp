@@ -55,14 +55,14 @@ py::list triplet_list(const std::vector<uasan::TripletKey>& triplets) {
 
 // Bytes of a relation file -> (videos, offsets, triplets, triplet, begin, length, score, traj_pos (2, R), header
 // {top-level string field: value} of a prediction file).
-py::tuple read_relation_file_py(const py::buffer& buffer, bool predictions) {
+py::tuple read_relation_file_py(const py::buffer& buffer, bool predictions, bool release_pages) {
   const py::buffer_info info = buffer.request();
   const char* data = static_cast<const char*>(info.ptr);
   const int64_t size = static_cast<int64_t>(info.size * info.itemsize);
   uasan::JsonRelations rel;
   try {
     py::gil_scoped_release nogil;
-    rel = uasan::read_relation_file(data, size, predictions);
+    rel = uasan::read_relation_file(data, size, predictions, release_pages);
   } catch (const uasan::json::SyntaxError& e) {
     raise_syntax(data, e);
   } catch (const uasan::RelationFileError& e) {
@@ -83,7 +83,8 @@ py::tuple read_relation_file_py(const py::buffer& buffer, bool predictions) {
 
 // Every trajectory of a relation file, parsed: (R + 1,) box offsets and (rows, 4) boxes, relation r's subject boxes
 // then its object boxes (the layout of uasan.evaluation.RelationColumns).
-py::tuple relation_file_boxes_py(const py::buffer& buffer, carray<int64_t> traj_pos, carray<int64_t> length) {
+py::tuple relation_file_boxes_py(const py::buffer& buffer, carray<int64_t> traj_pos, carray<int64_t> length,
+                                 bool release_pages) {
   require_shape("relation_file_boxes", "length", length, {-1}, "(R,)");
   const py::ssize_t r = length.shape(0);
   require_shape("relation_file_boxes", "traj_pos", traj_pos, {2, r}, "(2, R)");
@@ -104,7 +105,9 @@ py::tuple relation_file_boxes_py(const py::buffer& buffer, carray<int64_t> traj_
   {
     py::gil_scoped_release nogil;
     double* dst = boxes.mutable_data();
+    uasan::PageReleaser pages(data, size, release_pages);
     for (py::ssize_t i = 0; i < r && bad < 0; ++i) {
+      pages.upto(std::min(traj_pos.data()[i], traj_pos.data()[r + i]));
       for (int w = 0; w < 2 && bad < 0; ++w) {
         try {
           uasan::parse_trajectory(data, size, traj_pos.data()[w * r + i], length.data()[i],
@@ -116,6 +119,7 @@ py::tuple relation_file_boxes_py(const py::buffer& buffer, carray<int64_t> traj_
         }
       }
     }
+    pages.all();
   }
   if (bad >= 0) raise(py::make_tuple("uasan-eval-box", true, bad, bad_which, problem));
   return py::make_tuple(offsets, boxes);
@@ -146,10 +150,13 @@ py::tuple read_annotation_file_py(const py::buffer& buffer) {
 
 void bind_eval_files(py::module_& m) {
   m.def("read_relation_file", &read_relation_file_py, py::arg("buffer"), py::arg("predictions"),
+        py::arg("release_pages") = false,
         "Relation file bytes -> (videos, offsets, triplets, triplet, begin, length, score, traj_pos, header); boxes "
-        "are checked for shape only.");
+        "are checked for shape only. release_pages: buffer is a read-only file mapping whose pages may be dropped "
+        "from the resident set once read (never for other memory: it would be lost).");
   m.def("relation_file_boxes", &relation_file_boxes_py, py::arg("buffer"), py::arg("traj_pos"), py::arg("length"),
-        "Parses every trajectory of a relation file -> (box_offsets, boxes).");
+        py::arg("release_pages") = false,
+        "Parses every trajectory of a relation file -> (box_offsets, boxes); release_pages as read_relation_file.");
   m.def("read_annotation_file", &read_annotation_file_py, py::arg("buffer"),
         "VidVRD / VidOR annotation bytes -> (video_id, triplets, triplet, begin, length, subject_tid, object_tid, "
         "box_offsets, boxes) of its ground-truth relation instances.");

@@ -9,6 +9,11 @@
 #include <utility>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include "common.h"
 #include "json.h"
 
@@ -188,8 +193,8 @@ void read_score(Cursor& cur, double& s, Field& f) {
 
 class RelationReader {
  public:
-  RelationReader(Cursor& cur, bool with_score, JsonRelations& out)
-      : cur_(cur), with_score_(with_score), out_(out), triplets_(out.triplets) {}
+  RelationReader(Cursor& cur, bool with_score, JsonRelations& out, PageReleaser& pages)
+      : cur_(cur), with_score_(with_score), out_(out), triplets_(out.triplets), pages_(pages) {}
 
   // The {video: [relation, ...]} object at the cursor.
   void videos() {
@@ -207,6 +212,7 @@ class RelationReader {
       for (bool first_r = true; cur_.next_item(first_r); ++i) relation(vid, i);
       out_.videos.push_back(vid);
       out_.offsets.push_back(static_cast<int64_t>(out_.triplet.size()));
+      pages_.upto(cur_.offset());  // nothing behind the cursor is read again by this pass
     }
   }
 
@@ -275,14 +281,31 @@ class RelationReader {
   bool with_score_;
   JsonRelations& out_;
   TripletTable triplets_;
+  PageReleaser& pages_;
   std::string_view key_;
 };
 
 }  // namespace
 
-JsonRelations read_relation_file(const char* data, int64_t size, bool predictions) {
+void release_file_pages(const char* data, int64_t from, int64_t to) {
+#if defined(__unix__) || defined(__APPLE__)
+  static const int64_t page = static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+  if (page <= 0) return;
+  const auto addr = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t lo = (addr + static_cast<uintptr_t>(from) + page - 1) / page * page;
+  const uintptr_t hi = (addr + static_cast<uintptr_t>(to)) / page * page;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advice: a failure changes nothing
+#else
+  (void)data;
+  (void)from;
+  (void)to;
+#endif
+}
+
+JsonRelations read_relation_file(const char* data, int64_t size, bool predictions, bool release_pages) {
   Cursor cur(data, size);
   JsonRelations out;
+  PageReleaser pages(data, size, release_pages);
   if (!predictions) {
     if (cur.peek() != '{' && cur.peek() != '\0') {
       const std::string kind = cur.kind();
@@ -291,8 +314,9 @@ JsonRelations read_relation_file(const char* data, int64_t size, bool prediction
       throw RelationFileError(false, "", -1, "", "expected an object mapping video id -> ground-truth relations, got " +
                                                      kind);
     }
-    RelationReader(cur, false, out).videos();
+    RelationReader(cur, false, out, pages).videos();
     cur.finish();
+    pages.all();
     return out;
   }
   const char* no_results = "expected an object with a 'results' field (video id -> predicted relations)";
@@ -325,11 +349,12 @@ JsonRelations read_relation_file(const char* data, int64_t size, bool prediction
     }
     out = JsonRelations();  // a repeated key: the last one counts, as in json.load
     found = true;
-    RelationReader(cur, true, out).videos();
+    RelationReader(cur, true, out, pages).videos();
   }
   cur.finish();
   if (!found) throw RelationFileError(false, "", -1, "", no_results);
   out.header = std::move(header);
+  pages.all();  // the evaluation reads back (page faults) only the trajectories it compares
   return out;
 }
 
@@ -374,10 +399,24 @@ void MixedTrajSource::check(bool all) {
     const char* arg = t ? "prediction" : "groundtruth";
     if (s.json) {
       if (!all) continue;
+      // Every trajectory parsed and checked, none kept (that would hold every box of the file in memory).
+      std::vector<double> scratch;
+      PageReleaser pages(s.json, s.json_size, s.release_pages);
       for (int64_t r = 0; r < s.count; ++r) {
-        get(t == 1, r, 0);
-        get(t == 1, r, 1);
+        scratch.resize(4 * s.length[r]);
+        for (int w = 0; w < 2; ++w) {
+          try {
+            parse_trajectory(s.json, s.json_size, s.where[w][r], s.length[r], scratch.data());
+          } catch (const std::invalid_argument&) {
+            bad_is_pred = t == 1;
+            bad_relation = r;
+            bad_which = w;
+            throw;
+          }
+        }
+        pages.upto(std::min(s.where[0][r], s.where[1][r]));
       }
+      pages.all();
       continue;
     }
     check_boxes("eval_relations", t ? "pred_boxes" : "gt_boxes", s.boxes, s.rows);
@@ -390,6 +429,25 @@ void MixedTrajSource::check(bool all) {
         }
       }
     }
+  }
+}
+
+void MixedTrajSource::video_done(int64_t gt_begin, int64_t gt_end, int64_t pred_begin, int64_t pred_end) {
+  const int64_t range[2][2] = {{gt_begin, gt_end}, {pred_begin, pred_end}};
+  for (int t = 0; t < 2; ++t) {
+    const Side& s = side_[t];
+    if (!s.json || range[t][1] <= range[t][0]) continue;
+    int64_t lo = s.json_size, hi = 0;
+    for (int64_t r = range[t][0]; r < range[t][1]; ++r) {
+      for (int w = 0; w < 2; ++w) {
+        std::vector<double>().swap(cache_[t][w][r]);
+        lo = std::min(lo, s.where[w][r]);
+        hi = std::max(hi, s.where[w][r]);
+      }
+    }
+    // A video's relations are one run of the file (its list); the pages from its first trajectory to the start of
+    // its last one are its own (another video's relation there would only be faulted in again).
+    if (s.release_pages) release_file_pages(s.json, lo, hi);
   }
 }
 

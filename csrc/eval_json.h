@@ -46,9 +46,43 @@ struct JsonRelations {
   std::vector<std::pair<std::string, std::string>> header;
 };
 
+// Memory-mapped files: their pages count in the process's resident set once read, although the page cache holds
+// them. release_file_pages drops the whole pages within data[from, to) from this process's mappings (madvise
+// MADV_DONTNEED; a no-op off POSIX): a later read faults them back in from the page cache, unchanged. Only for a
+// read-only shared mapping of a file (what uasan/evaluation/files.py maps): on any other memory it would lose data,
+// so every caller takes a flag that the Python side sets for its own mappings only.
+void release_file_pages(const char* data, int64_t from, int64_t to);
+
+// Releases the pages behind a forward pass over such a mapping, a chunk at a time (nothing when not enabled).
+class PageReleaser {
+ public:
+  PageReleaser(const char* data, int64_t size, bool enabled) : data_(data), size_(size), enabled_(enabled) {}
+  // The pass reached offset. A pass that goes back starts over from there: released pages that it reads again are
+  // only faulted in again.
+  void upto(int64_t offset) {
+    if (!enabled_) return;
+    if (offset < released_) {
+      released_ = offset;
+    } else if (offset - released_ >= kChunk) {
+      release_file_pages(data_, released_, offset);
+      released_ = offset;
+    }
+  }
+  void all() {
+    if (enabled_) release_file_pages(data_, 0, size_);
+  }
+
+ private:
+  static constexpr int64_t kChunk = int64_t(16) << 20;
+  const char* data_;
+  int64_t size_, released_ = 0;
+  bool enabled_;
+};
+
 // Reads a relation file held in data[0, size). predictions: the {"results": ...} prediction format with scores;
-// else the ground-truth format. Throws json::SyntaxError or RelationFileError.
-JsonRelations read_relation_file(const char* data, int64_t size, bool predictions);
+// else the ground-truth format. release_pages: data is a read-only file mapping (see release_file_pages) whose pages
+// are released behind the pass and at its end. Throws json::SyntaxError or RelationFileError.
+JsonRelations read_relation_file(const char* data, int64_t size, bool predictions, bool release_pages = false);
 
 // Parses the `length` boxes of the trajectory at byte offset pos (as recorded by read_relation_file) into out
 // (length, 4) and checks x2 >= x1, y2 >= y1; on a bad box throws std::invalid_argument naming the box.
@@ -66,11 +100,15 @@ class MixedTrajSource : public TrajSource {
     const int64_t* where[2] = {nullptr, nullptr};  // sub / obj: first row, or byte offset
     const int64_t* length = nullptr;
     int64_t count = 0;
+    bool release_pages = false;  // JSON side: a read-only file mapping (see release_file_pages)
   };
   MixedTrajSource(const Side& gt, const Side& pred);
-  // Checks the array sides (rows in range, boxes finite with x2 >= x1) and, when all, parses every JSON trajectory.
+  // Checks the array sides (rows in range, boxes finite with x2 >= x1) and, when all, parses and checks every JSON
+  // trajectory (without keeping it: the matching parses again the few it compares).
   void check(bool all);
   const double* get(bool is_pred, int64_t r, int which) override;
+  // Frees the trajectories parsed for the video and releases its pages of a mapped file.
+  void video_done(int64_t gt_begin, int64_t gt_end, int64_t pred_begin, int64_t pred_end) override;
 
   // Which relation the last bad JSON trajectory belonged to (for the caller's message).
   bool bad_is_pred = false;

@@ -135,7 +135,8 @@ bool eval_read_boxes(PyObject* traj, double* dst) {
   return true;
 }
 
-// Reads each trajectory from its Python box list at most once; a bad box aborts with eval_recheck.
+// Reads each trajectory from its Python box list at most once and keeps it while its video is matched; a bad box
+// aborts with eval_recheck.
 class EvalPySource : public uasan::TrajSource {
  public:
   EvalPySource(const EvalRelations& gt, const EvalRelations& pred, const std::vector<PyObject*>& videos)
@@ -154,6 +155,12 @@ class EvalPySource : public uasan::TrajSource {
       }
     }
     return c.data();
+  }
+  void video_done(int64_t gt_begin, int64_t gt_end, int64_t pred_begin, int64_t pred_end) override {
+    for (int w = 0; w < 2; ++w) {
+      for (int64_t r = gt_begin; r < gt_end; ++r) std::vector<double>().swap(cache_[0][w][r]);
+      for (int64_t r = pred_begin; r < pred_end; ++r) std::vector<double>().swap(cache_[1][w][r]);
+    }
   }
 
  private:

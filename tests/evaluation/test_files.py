@@ -3,6 +3,7 @@ reference, malformed files named by video / relation / field, the empty cases.""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.common import needs_ext
 from tests.evaluation.gen import dataset
-from tests.evaluation.test_relations import assert_same, hand_case, hand_case_edited
+from tests.evaluation.test_relations import assert_same, hand_case, hand_case_edited, rel
 from uasan.evaluation import (
     evaluate_files,
     evaluate_relations,
@@ -213,3 +214,72 @@ def test_prediction_file_header(tmp_path):
     assert lazy.header == {"version": "VERSION 1.0", "split": "novel", "mode": "SGDet"}
     path.write_text(json.dumps({"results": pred, "split": 'caf\u00e9 "quoted"'}, ensure_ascii=True))  # escapes
     assert read_predictions(path, lazy=True).header == {"split": 'caf\u00e9 "quoted"'}
+
+
+TRIPLETS = (("dog", "chase", "cat"), ("dog", "watch", "cat"))
+
+
+def _mapped_rss_kib(path) -> int | None:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps), None where there is no smaps."""
+    try:
+        with open("/proc/self/smaps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    total, inside = 0, False
+    for line in lines:
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not line.startswith(("Rss", "Size")):
+            inside = len(head) >= 6 and head[5] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_mapped_file_pages_are_released_after_use(tmp_path):
+    """A prediction file larger than the readers' release chunk (16 MB): the same metrics and boxes as orjson and
+    the dicts in every mode, and the file's pages do not stay in this process's resident set (the page cache keeps
+    them)."""
+    import orjson
+
+    rng = np.random.default_rng(0)
+    gt, pred = {}, {}
+    for v in range(32):
+        xy = [rng.uniform(0, 300, (250, 2)) for _ in range(4)]
+        base = [np.round(np.concatenate([p, p + rng.uniform(10, 200, 2)], axis=1), 2) for p in xy]
+        gt[f"v{v}"] = [rel(TRIPLETS[k % 2], 0, base[k], base[(k + 1) % 4]) for k in range(4)]
+        pred[f"v{v}"] = [
+            rel(TRIPLETS[k % 3 % 2], 0, np.round(base[k % 4] + np.tile(rng.normal(0, 5, (250, 2)), 2), 2),
+                base[(k + 1) % 4], float(rng.random()))
+            for k in range(45)
+        ]  # fmt: skip
+    gt_path, pred_path = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt_path.write_bytes(orjson.dumps(gt, option=orjson.OPT_SERIALIZE_NUMPY))
+    pred_path.write_bytes(orjson.dumps({"results": pred}, option=orjson.OPT_SERIALIZE_NUMPY))
+    assert pred_path.stat().st_size > 18 << 20  # the release chunk is 16 MB
+    gc.disable()  # ~2 M small lists and floats: the cyclic collector's passes would take seconds
+    try:
+        pred_dicts = orjson.loads(pred_path.read_bytes())["results"]
+        gt_dicts = orjson.loads(gt_path.read_bytes())
+    finally:
+        gc.enable()
+    expected = evaluate_relations(gt_dicts, pred_dicts, check_boxes="all", per_video=True)
+    assert 0 < expected["mAP"] < 1
+    for check in ("used", "all"):
+        assert_same(evaluate_files(gt_path, pred_path, check_boxes=check, per_video=True), expected)
+    cols = read_predictions(pred_path)
+    np.testing.assert_array_equal(cols.boxes[:250], pred_dicts["v0"][0]["sub_traj"])
+    np.testing.assert_array_equal(cols.boxes[-250:], pred_dicts["v31"][-1]["obj_traj"])
+
+    lazy = read_predictions(pred_path, lazy=True)
+    rss = _mapped_rss_kib(pred_path)
+    if rss is None:
+        pytest.skip("no /proc/self/smaps")
+    file_kib = pred_path.stat().st_size >> 10
+    assert rss < file_kib // 8, (rss, file_kib)
+    gt_cols = read_groundtruth(gt_path)
+    for check in ("used", "all"):
+        assert_same(evaluate_relations(gt_cols, lazy, check_boxes=check, per_video=True), expected)
+        assert _mapped_rss_kib(pred_path) < file_kib // 8
+    lazy.to_columns()
+    assert _mapped_rss_kib(pred_path) < file_kib // 8

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.common import needs_ext
 from tests.evaluation.gen import dataset
 from uasan import _ext
-from uasan.evaluation import evaluate_relations, evaluate_relations_ref
+from uasan.evaluation import evaluate_open_vocabulary, evaluate_relations, evaluate_relations_ref
 
 KEYS = ("mAP", "R@50", "R@100", "P@1", "P@5", "P@10")
 
@@ -152,7 +152,7 @@ def test_fast_equals_ref_hypothesis(seed, n_videos, n_cats, n_preds, thr, det, t
     kw = dict(viou_threshold=thr, det_nreturns=det, tag_nreturns=tag, per_video=True)
     expected = evaluate_relations_ref(gt, pred, **kw)
     assert_same(evaluate_relations(gt, pred, **kw), expected)
-    assert_same(evaluate_relations(gt, pred, check_boxes="used", **kw), expected)
+    assert_same(evaluate_relations(gt, pred, check_boxes="all", **kw), expected)
 
 
 @needs_ext
@@ -197,12 +197,17 @@ def _bad_inputs():
         (({"v": "x"}, pred), r"expected groundtruth\['v'\] to be a list of relations"),
         (({"v": [1]}, pred), r"groundtruth\['v'\]\[0\]: expected a relation dict"),
         (([], pred), r"expected groundtruth to be a dict"),
-        # the boxes of a prediction whose triplet is not in the ground truth are still checked by default
-        (edit("pred", "sub_traj", [[0, 0, 9, 9], [0, 0, -1, 9]], i=3), r"prediction\['v'\]\[3\] field 'sub_traj'"),
+        # the box count of a prediction whose triplet is not in the ground truth is checked in every mode
+        (edit("pred", "sub_traj", [[0, 0, 9, 9]], i=3), r"prediction\['v'\]\[3\] field 'sub_traj': expected one box"),
+        (edit("pred", "triplet", ["a", "b"], i=3), r"prediction\['v'\]\[3\] field 'triplet'"),
     ]
 
 
-@pytest.mark.parametrize("fn", [evaluate_relations, evaluate_relations_ref])
+@pytest.mark.parametrize(
+    "fn",
+    [evaluate_relations, evaluate_relations_ref, lambda gt, pred: evaluate_relations(gt, pred, check_boxes="all")],
+    ids=["default", "ref", "all"],
+)
 @pytest.mark.parametrize("case", range(len(_bad_inputs())))
 def test_bad_input_names_video_and_field(fn, case):
     (gt, pred), pattern = _bad_inputs()[case]
@@ -232,6 +237,42 @@ def test_used_mode_skips_boxes_that_cannot_matter():
     pred["v"][0]["sub_traj"] = [[0, 0, -1, 9]] * 2  # compared: checked
     with pytest.raises(ValueError, match=r"prediction\['v'\]\[0\] field 'sub_traj'"):
         evaluate_relations(gt, pred, check_boxes="used")
+
+
+# A box that is no box: reversed corners, NaN, three numbers, a string.
+MALFORMED = [[0, 0, -1, 9], [0, 0, float("nan"), 9], [0, 0, 9], "box"]
+
+
+@needs_ext
+@pytest.mark.parametrize("box", MALFORMED, ids=["reversed", "nan", "short", "string"])
+def test_default_checks_the_boxes_the_matching_uses(box):
+    """The default (check_boxes="used", as evaluate_files): a malformed box in a prediction whose triplet has no
+    ground truth is never compared, so it is accepted (same metrics); "all" refuses it. A malformed box of a
+    prediction that the matching compares is refused in both modes, naming the video, the relation and the field."""
+    gt, pred = hand_case()
+    expected = evaluate_relations(gt, pred, check_boxes="all")
+    pred["v"][3]["sub_traj"] = [[0, 0, 9, 9], box]  # OTHER: no ground truth of its triplet
+    assert_same(evaluate_relations(gt, pred), expected)
+    assert_same(evaluate_open_vocabulary(gt, {"SGDet": pred}, splits=("all",))["SGDet"]["all"],
+                {k: expected[k] for k in KEYS})  # fmt: skip
+    with pytest.raises(ValueError, match=r"prediction\['v'\]\[3\] field 'sub_traj'"):
+        evaluate_relations(gt, pred, check_boxes="all")
+    with pytest.raises(ValueError, match=r"prediction\['v'\]\[3\] field 'sub_traj'"):
+        evaluate_relations_ref(gt, pred)
+
+    gt, pred = hand_case()
+    pred["v"][2]["obj_traj"] = [[100, 100, 109, 109], box]  # matched to ground truth 1
+    for check in ("used", "all"):
+        with pytest.raises(ValueError, match=r"prediction\['v'\]\[2\] field 'obj_traj'"):
+            evaluate_relations(gt, pred, check_boxes=check)
+    with pytest.raises(ValueError, match=r"prediction\['v'\]\[2\] field 'obj_traj'"):
+        evaluate_relations(gt, pred)
+
+    gt, pred = hand_case()
+    gt["v"][1]["sub_traj"] = [[100, 100, 109, 109], box]  # the ground truth that prediction 2 matches
+    for check in ("used", "all"):
+        with pytest.raises(ValueError, match=r"groundtruth\['v'\]\[1\] field 'sub_traj'"):
+            evaluate_relations(gt, pred, check_boxes=check)
 
 
 @needs_ext

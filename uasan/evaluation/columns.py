@@ -40,6 +40,10 @@ class ColumnarRelations:
     (:class:`uasan.evaluation.files.RelationFile`). Subclasses provide ``videos, video_offsets, triplets, triplet,
     duration, score`` (the fields of :class:`RelationColumns`, with their types) and the box source below."""
 
+    # True where the box source is a read-only file mapping whose pages the C++ matcher may drop from the resident
+    # set once read (they stay in the page cache); never for other memory, whose content would be lost.
+    _release_pages: bool = False
+
     def __len__(self) -> int:
         return int(self.triplet.shape[0])
 

@@ -5,7 +5,10 @@ read straight into columns by the C++ reader (``csrc/eval_json.cpp``), without a
   document (strict JSON, UTF-8) and every relation: the fields, the triplet, the duration, one box per frame, each box
   four finite numbers. ``lazy=True`` keeps the file's bytes (memory-mapped) and parses a trajectory's numbers only
   when the evaluation compares it; the order ``x2 >= x1, y2 >= y1`` of a box is checked when it is parsed
-  (``check_boxes="all"`` parses every trajectory).
+  (``check_boxes="all"`` parses every trajectory). The pages of a mapped file count in the process's resident set
+  once read, although the page cache holds them: the C++ passes drop them from this process's mappings behind them
+  (``madvise(MADV_DONTNEED)``), and the matching drops those of each video it is done with, so the resident set
+  holds the columns and only a few MB of the file at a time.
 * A data set root is read through its annotation files (the layouts of ``uasan.data``): one C++ call per file
   builds the ground-truth relation instances as VidVRD-helper's ``get_relation_insts``, with the checks of
   ``uasan.data.read_annotation`` (which is called for the message when a file is refused).
@@ -84,6 +87,8 @@ class RelationFile(ColumnarRelations):
                  triplets: tuple, triplet: np.ndarray, duration: np.ndarray, score: np.ndarray | None,
                  traj_pos: np.ndarray, index: np.ndarray) -> None:  # fmt: skip
         self.path, self._buffer, self._prefix = path, buffer, prefix
+        # only the read-only mapping of _file_bytes may have its pages dropped (other memory would be lost)
+        self._release_pages = isinstance(buffer, mmap.mmap)
         self.videos, self.video_offsets, self.triplets = videos, video_offsets, triplets
         self.triplet, self.duration, self.score = triplet, duration, score
         self._traj_pos, self._index = traj_pos, index  # (2, R) byte offsets; (R,) index in the video's list
@@ -110,7 +115,9 @@ class RelationFile(ColumnarRelations):
         C = _require_ext()
         length = np.ascontiguousarray(self.duration[:, 1] - self.duration[:, 0])
         try:
-            box_offsets, boxes = C.relation_file_boxes(self._buffer, np.ascontiguousarray(self._traj_pos), length)
+            box_offsets, boxes = C.relation_file_boxes(
+                self._buffer, np.ascontiguousarray(self._traj_pos), length, release_pages=self._release_pages
+            )
         except ValueError as exc:
             if not (len(exc.args) == 5 and exc.args[0] == "uasan-eval-box"):
                 raise
@@ -127,7 +134,7 @@ def _read_relation_file(path: PathLike, predictions: bool, lazy: bool) -> Relati
     buffer = _file_bytes(path, what)
     try:
         videos, offsets, triplets, triplet, begin, length, score, pos, header = _require_ext().read_relation_file(
-            buffer, predictions
+            buffer, predictions, release_pages=isinstance(buffer, mmap.mmap)
         )
     except ValueError as exc:
         err = _format_error(exc, path, prefix)

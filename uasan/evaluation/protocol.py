@@ -91,7 +91,7 @@ def evaluate_open_vocabulary(
     viou_threshold: float = 0.5,
     det_nreturns: Sequence[int] = (50, 100),
     tag_nreturns: Sequence[int] = (1, 5, 10),
-    check_boxes: str = "all",
+    check_boxes: str = "used",
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Relation detection (mAP, R@50, R@100) and tagging (P@1, P@5, P@10) per mode × split.
 
@@ -99,7 +99,8 @@ def evaluate_open_vocabulary(
     the official format. Each split in ``splits`` filters the ground truth (:func:`filter_groundtruth`) with the
     categories of :func:`split_categories` on the split file ``split``, or with explicit ``categories``
     (``{name: (objects, predicates)}``, which takes precedence). Returns ``{mode: {split: metrics}}`` with the keys
-    of :func:`~uasan.evaluation.evaluate_relations`.
+    of :func:`~uasan.evaluation.evaluate_relations` (``check_boxes`` as there: ``"used"`` checks the box values the
+    matching compares, ``"all"`` every box).
     """
     if not isinstance(predictions, Mapping):
         raise ValueError(f"evaluate_open_vocabulary: expected predictions to be a dict of mode -> predictions, "

@@ -27,12 +27,15 @@ columnar (:class:`~uasan.evaluation.RelationColumns`, or a relation file read la
 :mod:`uasan.evaluation.files`): :mod:`uasan.evaluation.tables` then hands its arrays to the same C++ matcher.
 
 Bad input raises ``ValueError`` naming the argument, the video, the relation index and the field. Predictions
-for videos without ground truth are ignored unchecked, as the official code ignores them. By default
-(``check_boxes="all"``) every box of every evaluated relation is checked. ``check_boxes="used"`` reads boxes
-lazily, only the trajectories the matching actually compares (a prediction is read only when it shares its triplet
-with a not yet matched ground truth whose volume within the common frames could reach the threshold): the other
-boxes cannot change any metric, and reading nested Python box lists is memory-bound, so this is several times
-faster on VidVRD-sized inputs; the relation fields and box counts are still checked everywhere.
+for videos without ground truth are ignored unchecked, as the official code ignores them. The relation fields
+(triplet, duration, score) and the box counts are checked for every evaluated relation. The box values are, by
+default (``check_boxes="used"``, as :func:`~uasan.evaluation.evaluate_files`), read and checked where the matching
+compares them (never a box the official ``evaluate`` does not read): a prediction's trajectory is read only when
+the prediction shares its triplet with a not yet matched ground truth whose volume within the common frames could
+reach the threshold. The other boxes cannot change any metric, and reading nested Python box lists is memory-bound
+(a list and four numbers per box), so checking all of them costs more than the official evaluation itself.
+``check_boxes="all"`` reads and checks every box of every evaluated relation first (a malformed box that no
+comparison reaches is then refused too). :func:`evaluate_relations_ref` always checks every box.
 """
 
 from __future__ import annotations
@@ -123,7 +126,8 @@ def evaluate_relations_ref(
 ) -> dict[str, Any]:
     """Reference of :func:`evaluate_relations`: the official algorithm in plain Python, one vIoU per pair.
 
-    Same inputs, checks and result as :func:`evaluate_relations` (see the module docstring for the definitions).
+    Same inputs, checks and result as :func:`evaluate_relations` with ``check_boxes="all"`` (see the module
+    docstring for the definitions).
     """
     op = "evaluate_relations_ref"
     thr, det_nreturns, tag_nreturns = _check_options(op, viou_threshold, det_nreturns, tag_nreturns)
@@ -245,7 +249,7 @@ def evaluate_relations(
     tag_nreturns: Sequence[int] = (1, 5, 10),
     per_video: bool = False,
     *,
-    check_boxes: str = "all",
+    check_boxes: str = "used",
     impl: str = "auto",
 ) -> dict[str, Any]:
     """Official VidVRD relation detection and tagging metrics (VidVRD-helper ``visual_relation_detection.py``).
@@ -254,13 +258,17 @@ def evaluate_relations(
     official ``evaluate`` on the same input (definitions and the empty cases in the module docstring), plus
     ``"per_video": {video: AP}`` over the videos with ground truth when ``per_video`` is true.
 
-    ``check_boxes="all"`` checks every box of every evaluated relation; ``"used"`` reads and checks only the
-    trajectories the matching compares (see the module docstring), which is several times faster.
-    ``impl``: ``"auto"`` (C++ when built, else the reference), ``"cpp"``, ``"ref"``.
+    ``check_boxes="used"`` (default) reads and checks the box values of the trajectories the matching compares
+    (see the module docstring): a malformed box there raises ``ValueError`` naming the video, the relation and the
+    field; one that no comparison reaches cannot change a metric and is not read. ``"all"`` checks every box of every
+    evaluated relation first (several times slower on dicts). Fields and box counts are checked everywhere in
+    either mode. ``impl``: ``"auto"`` (C++ when built, else the reference, which checks every box), ``"cpp"``,
+    ``"ref"``.
 
-    Either side may also be columnar: :class:`~uasan.evaluation.RelationColumns` (in memory) or a relation file
-    read lazily (:func:`~uasan.evaluation.read_predictions` with ``lazy=True``); the arrays then go to the C++
-    matcher in one call, and ``check_boxes="used"`` parses only the trajectories the matching compares.
+    Either side may also be columnar: :class:`~uasan.evaluation.RelationColumns` (in memory, its boxes checked when
+    it was built) or a relation file read lazily (:func:`~uasan.evaluation.read_predictions` with ``lazy=True``);
+    the arrays then go to the C++ matcher in one call, and ``check_boxes="used"`` parses only the trajectories the
+    matching compares.
     """
     op = "evaluate_relations"
     if impl not in ("auto", "cpp", "ref"):

@@ -83,6 +83,7 @@ def evaluate_tables(
         ap, det_hits, tag_prec, n_tag, match = _ext.ext().eval_relations(
             gsrc, np.ascontiguousarray(g_table), gt_off, psrc, np.ascontiguousarray(p_table),
             pred.score[pred_rows], pred_off, viou_threshold, det_k, tag_k, all_boxes, with_match,
+            gt_release_pages=gt._release_pages, pred_release_pages=pred._release_pages,
         )  # fmt: skip
     except ValueError as exc:
         if not (len(exc.args) == 5 and exc.args[0] == _BOX_ERROR):
