@@ -81,6 +81,39 @@ def test_torn_and_garbage_model_files(tmp_path, tiny_run, mini_world, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["stage1"]
 
 
+def test_predict_refuses_the_runs_other_files_and_names_model_pt(tiny_run, mini_world, tmp_path, capsys):
+    """The stage-1 bridge (whose relation model is untrained), the stage-0 bridge and a trainer checkpoint are not
+    models: each is refused with the run's model.pt named as the file to use."""
+    for name in ("stage1/bridge.pt", "stage0/bridge.pt", "stage2/last.pt", "stage1/last.pt"):
+        path = tiny_run / name
+        out = tmp_path / "p.json"
+        assert predict.main(["--checkpoint", str(path), "--data-root", str(mini_world), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"--checkpoint: {path} is " in err and f"use the run's model file, {tiny_run / 'model.pt'}" in err, err
+        assert not out.exists()
+    run = tmp_path / "run"  # a run that has not written model.pt yet
+    (run / "stage1").mkdir(parents=True)
+    shutil.copy(tiny_run / "stage1" / "bridge.pt", run / "stage1" / "bridge.pt")
+    with pytest.raises(ValueError, match=r"stage-1 bridge .* not a trained model: use .*model.pt, which uasan.train "
+                                         r"writes when stage 2 ends"):  # fmt: skip
+        predict.load_model(run / "stage1" / "bridge.pt")
+
+
+def test_torn_trainer_checkpoint_message_is_one_whole_sentence(tmp_path, tiny_run, tiny_world, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out, ignore=shutil.ignore_patterns("predictions", "visualize", "data"))
+    last = out / "stage2" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    args = ["--out", str(out), "--data-root", str(tiny_world), "--quiet", "--resume", "--skip-eval", *TINY]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (
+        f"uasan.train: checkpoint {last} cannot be read: it is truncated or corrupt, a torch zip archive of 1000 "
+        "bytes whose end is missing or damaged (RuntimeError: PytorchStreamReader failed reading zip archive: "
+        "failed finding central directory)"
+    ), err
+
+
 # ---- 2. empty batches in training ------------------------------------------------------------------------------
 
 
@@ -126,6 +159,20 @@ def test_overwrite_leaves_nothing_of_the_old_run(tmp_path, tiny_run, mini_world)
     assert train.main([*args, "--overwrite", "--stage", "0"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "stage0"]
     assert "epochs: 0" in (out / "config.yaml").read_text()
+
+
+def test_resume_without_a_run_is_refused(tmp_path, mini_world, capsys):
+    args = ["--data-root", str(mini_world), "--quiet", "--resume", *TINY]
+    missing = tmp_path / "typo"
+    assert train.main(["--out", str(missing), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: there is nothing to resume in {missing} (it does not exist)" in err, err
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert train.main(["--out", str(empty), *args]) == 2
+    assert f"nothing to resume in {empty} (it is empty)" in capsys.readouterr().err
+    assert not any(empty.iterdir())
 
 
 def test_resume_with_another_config_names_every_key_and_writes_nothing(tmp_path, tiny_run, mini_world, capsys):
@@ -199,6 +246,25 @@ def test_ctrl_c_prints_how_to_resume(tmp_path, mini_world, capsys, monkeypatch):
     assert lines[0].endswith(shlex.join(["python", "-m", "uasan.train", *argv, "--resume"])), lines
 
 
+def test_sigterm_prints_how_to_resume(tmp_path, mini_world, capsys, monkeypatch):
+    """SIGTERM (kill, a scheduler's limit) stops a run as Ctrl-C does: one line with the resume command, status 143."""
+    import signal
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(train, "train_stage1", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    argv = ["--out", str(out), "--data-root", str(mini_world), "--quiet", *TINY]
+    assert train.main(argv) == 143
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("uasan.train: interrupted by SIGTERM; "), lines
+    assert lines[0].endswith(shlex.join(["python", "-m", "uasan.train", *argv, "--resume"])), lines
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_quiet_silences_transformers(tmp_path, mini_world, capsys):
     from transformers.utils import logging as hf_logging
 
@@ -251,3 +317,28 @@ def test_ablation_full_row_equals_plain_run(tmp_path, mini_world, capsys):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     paths = re.findall(r"^\w+: (\S+)$", printed, flags=re.M)  # what it says it wrote, it wrote
     assert paths == [str(ablation / "ablation.md")] and all(Path(p).is_file() for p in paths), printed
+
+
+def test_a_world_is_reused_only_when_its_generation_record_matches(tmp_path):
+    """A crashed first run may leave OUT/data generated with the hashed text encoder (the same seed): the next run
+    must not train on it silently (issue 19)."""
+    import json
+
+    from uasan.config import TrainConfig, load_config
+    from uasan.data import synth
+    from uasan.runs import check_run_folder, world_arguments
+
+    cfg = load_config(TrainConfig, "synth")
+    out = tmp_path / "run"
+    (out / "data").mkdir(parents=True)
+    meta = {**synth.generation_record(**world_arguments(cfg)), "description": "extra fields do not matter"}
+    (out / "data" / "meta.json").write_text(json.dumps(meta))
+    assert check_run_folder(cfg, out, stage=None, resume=False, overwrite=False) == []  # the run's own world
+    other = "hash" if meta["text_encoder"]["name"] == "minilm" else "minilm"
+    meta["text_encoder"] = {"name": other, "fallback": "transformers is not installed"}
+    (out / "data" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError, match=r"not the synthetic world this run generates \(text_encoder.name.*--overwrite"
+    ):
+        check_run_folder(cfg, out, stage=None, resume=False, overwrite=False)
+    assert out / "data" in check_run_folder(cfg, out, stage=None, resume=False, overwrite=True)

@@ -204,14 +204,24 @@ def test_columns_equal_dicts_metrics_and_json(world, tmp_path):
         P.predict(P.random_scorer(vocab), root, "PredCls", vocab, cfg, split, progress=False, output="json")
 
 
-def test_run_evaluation_files_tagging_from_sgdet(world, tmp_path):
+def test_run_evaluation_files_tagging_from_sgdet(world, tmp_path, capsys):
     root, cfg, split, vocab = world
-    metrics = P.run_evaluation(P.random_scorer(vocab, 2), root, vocab, cfg, split, pred_dir=tmp_path, progress=False)
+    metrics = P.run_evaluation(
+        P.random_scorer(vocab, 2), root, vocab, cfg, split, pred_dir=tmp_path, progress=True, label="baseline random"
+    )
+    # without a terminal: plain lines that name the scorer (not four identical "predict SGDet" bars)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "baseline random: predictions and metrics on the test subset ..."
+    for mode in P.MODES:
+        assert any(ln.startswith(f"baseline random: predict {mode}: done, ") for ln in err), err
+    assert err[-1].startswith("baseline random: predictions and metrics on the test subset: done in "), err
     groundtruth = load_groundtruth(root, "test")
     for mode in P.MODES:
         for s in P.SPLITS:
             objects, predicates = split_categories(split, s)
             got = evaluate_files(root, tmp_path / f"{mode}_{s}.json", objects=objects, predicates=predicates)
+            header = json.loads((tmp_path / f"{mode}_{s}.json").read_text())  # uasan.predict's fields too
+            assert (header["mode"], header["split"]) == (mode, s)
             assert {k: got[k] for k in ("mAP", "R@50", "R@100")} == pytest.approx(metrics[mode][s], abs=1e-12)
             if mode == "SGDet":  # relation tagging is the SGDet predictions' P@K
                 assert metrics["RelTag"][s] == {k: got[k] for k in ("P@1", "P@5", "P@10")}

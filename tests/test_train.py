@@ -54,6 +54,7 @@ def test_outputs_and_metrics_shape(trained):
         for split in ("novel", "all"):
             pred = json.loads((trained / "predictions" / f"{mode}_{split}.json").read_text())
             assert pred["version"] == "VERSION 1.0" and isinstance(pred["results"], dict)
+            assert (pred["mode"], pred["split"]) == (mode, split)  # as uasan.predict writes them
     assert (trained / "model.pt").is_file() and (trained / "config.yaml").is_file()
 
 
@@ -76,6 +77,21 @@ def test_predict_cli_matches_training_output(trained, world, tmp_path):
     for vid in ours:
         assert [r["triplet"] for r in ours[vid]] == [r["triplet"] for r in theirs[vid]]
         assert [r["score"] for r in ours[vid]] == pytest.approx([r["score"] for r in theirs[vid]], rel=1e-5)
+
+
+def test_evaluate_reads_the_split_of_a_train_written_prediction_file(trained, world, tmp_path, capsys):
+    """uasan.evaluate without --split on OUT/predictions/PredCls_novel.json scores the novel protocol (the file says
+    so), and gives metrics.json's PredCls novel row."""
+    from uasan import evaluate
+
+    out = tmp_path / "m.json"
+    pred = trained / "predictions" / "PredCls_novel.json"
+    assert evaluate.main(["--groundtruth", str(world), "--predictions", str(pred), "--out", str(out)]) == 0
+    assert "split novel" in capsys.readouterr().out
+    got = json.loads(out.read_text())
+    assert (got["split"], got["mode"]) == ("novel", "PredCls")
+    want = json.loads((trained / "metrics.json").read_text())["PredCls"]["novel"]
+    assert {k: got["metrics"][k] for k in want} == pytest.approx(want, abs=1e-9)
 
 
 def test_predict_cli_bad_checkpoint(tmp_path, capsys):

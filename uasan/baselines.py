@@ -155,7 +155,15 @@ def run_baselines(
     }
     return {
         name: P.run_evaluation(
-            scorer, root, vocab, cfg, split, device=device, progress=progress, groundtruth=groundtruth
+            scorer,
+            root,
+            vocab,
+            cfg,
+            split,
+            device=device,
+            progress=progress,
+            groundtruth=groundtruth,
+            label=f"baseline {name}",
         )
         for name, scorer in scorers.items()
     }

@@ -12,7 +12,8 @@ bundled split of ``--dataset`` (default vidvrd).
 test-split ground truth ``uasan.data.load_groundtruth`` builds. ``PRED.json`` is the official prediction format
 ``{"version": ..., "results": {video: [{triplet, score, duration, sub_traj, obj_traj}]}}``. ``--split`` filters
 the ground truth to the split's categories (``uasan.evaluation.filter_groundtruth``); its default is the split the
-predictions were scored on when the file records it (``uasan.predict`` does), else ``all`` (no filtering). Evaluate
+predictions were scored on when the file records it (``uasan.predict`` and ``uasan.train``'s
+``OUT/predictions/<mode>_<split>.json`` do), else ``all`` (no filtering). Evaluate
 with the split the predictions were scored on: a mismatch is warned about. ``--mode`` labels the table and the
 ``--out`` record (default: the mode the file records). A malformed input file gets a one-line message naming the file
 and the field or video, exit status 2.
@@ -113,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         choices=SPLITS,
         help="open-vocabulary split of the ground truth (default: the split the predictions were scored on, as "
-        "uasan.predict records it, else all)",
+        "uasan.predict and uasan.train record it in the file, else all)",
     )
     p.add_argument(
         "--dataset",
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 raise InputError(str(exc)) from None
         gt, results = _read_files(args)
-        header = getattr(results, "header", {})  # what uasan.predict recorded in the file
+        header = getattr(results, "header", {})  # what uasan.predict / uasan.train recorded in the file
         scored = header.get("split")
         if args.split is None:
             args.split = scored if scored in SPLITS else "all"

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "check_min", "check_writable", "safe_torch_load"]
+__all__ = [
+    "atomic_write", "atomic_write_text", "check_min", "check_writable", "safe_torch_load", "unreadable_torch_file",
+]  # fmt: skip
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Path:
@@ -91,9 +93,30 @@ def safe_torch_load(path: str | os.PathLike[str], what: str) -> Any:
             "not a uasan file, or it was tampered with"
         ) from None
     except Exception as exc:  # torch raises several types for torn or foreign files; name the file in all cases
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
-        raise ValueError(f"{what}: {path} cannot be read (truncated or not a torch file? {detail})") from None
+        raise ValueError(f"{what}: {path} {unreadable_torch_file(path, exc)}") from None
+
+
+def unreadable_torch_file(path: str | os.PathLike[str], exc: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, as the end of a sentence that starts with the file's name:
+    ``"cannot be read: it is truncated (...)"``. The file's first bytes tell the cases apart: empty, a torch zip
+    archive cut short (an interrupted write or copy), anything else (not a torch file, or corrupt). The exception's
+    own text follows in parentheses, its first sentence only (torch's run on for several lines)."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        size, head = -1, b""
+    if size == 0:
+        why = "it is empty (0 bytes), from a write or copy that never finished, or not a torch file"
+    elif head == b"PK\x03\x04":  # torch.save's zip format: the archive's end (its directory) is missing or bad
+        why = f"it is truncated or corrupt, a torch zip archive of {size} bytes whose end is missing or damaged"
+    else:
+        why = "it is not a torch file, or it is truncated or corrupt"
+    text = " ".join(str(exc).split())
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".") if text else ""
+    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"cannot be read: {why} ({detail})"
 
 
 def check_writable(path: str | os.PathLike[str], what: str, *, is_dir: bool = True) -> None:

@@ -17,20 +17,29 @@ import uasan._openmp  # noqa: F401 - before torch: the OpenMP wait policy (see t
 # isort: split
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from uasan import ops
-from uasan.config import InferConfig, TrainConfig, from_dict, to_dict
+from uasan._console import phase
+from uasan._console import progress as progress_lines
+from uasan._model_files import (  # noqa: F401 - re-exported: uasan.predict's model-file API
+    MODEL_KIND,
+    STAGE1_KIND,
+    load_model,
+    load_state,
+    model_spec,
+    read_model_file,
+    save_model,
+    spec_from_payload,
+)
+from uasan.config import InferConfig, TrainConfig
 from uasan.data import SegmentBatch, SegmentDataset, Vocabulary, collate_segments, load_groundtruth
 from uasan.evaluation import (
     RelationColumns,
@@ -39,7 +48,7 @@ from uasan.evaluation import (
     trajectory_recall,
 )
 from uasan.evaluation.columns import ColumnarRelations
-from uasan.files import atomic_write, atomic_write_text, check_writable, safe_torch_load
+from uasan.files import atomic_write_text, check_writable
 from uasan.inference import (
     VideoColumns,
     association_options,
@@ -48,87 +57,12 @@ from uasan.inference import (
     segment_groundtruth,
     split_classification,
 )
-from uasan.models import UASAN, ModelConfig
+from uasan.models import UASAN
 
 MODES = ("SGDet", "SGCls", "PredCls")
 SPLITS = ("novel", "all")
 # (N, C_obj + 1) object probabilities (last column = background) and (P, C_pred) predicate probabilities
 Scorer = Callable[[SegmentBatch], tuple[torch.Tensor, torch.Tensor]]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# model files
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def model_spec(cfg: TrainConfig, visual_dim: int, variant: str | None = None, impl: str | None = None) -> ModelConfig:
-    """The model's spec: the ``model`` config section with the data's feature width (and a variant / kernel choice
-    when given). A ``model.visual_dim`` set in the config must be the data's."""
-    m = cfg.model
-    if m.visual_dim is not None and m.visual_dim != visual_dim:
-        raise ValueError(f"model.visual_dim: the config says {m.visual_dim}, the data's features have {visual_dim}")
-    return dataclasses.replace(m, visual_dim=visual_dim, variant=variant or m.variant, impl=impl or m.impl)
-
-
-def save_model(model: UASAN, cfg: TrainConfig, split: dict[str, Any], path: str | Path) -> Path:
-    """Weights + spec + config + category split in one file, written atomically."""
-    payload = {"spec": asdict(model.spec), "config": to_dict(cfg), "split": split, "state_dict": model.state_dict()}
-    return atomic_write(path, lambda f: torch.save(payload, f))
-
-
-def read_model_file(path: str | Path, what: str = "--checkpoint") -> dict[str, Any]:
-    """The payload of a file written by :func:`save_model`, read with ``torch.load(weights_only=True)`` (no code can
-    run from it) and checked; every problem is a ``ValueError`` naming ``what`` (the option) and the file."""
-    path = Path(path)
-    payload = safe_torch_load(path, what)
-    fields = {"spec": dict, "config": dict, "split": dict, "state_dict": dict}
-    if not isinstance(payload, dict):
-        raise ValueError(f"{what}: {path} is not a uasan model file (holds a {type(payload).__name__}, not a dict)")
-    for key, kind in fields.items():
-        if not isinstance(payload.get(key), kind):
-            raise ValueError(
-                f"{what}: {path} is not a uasan model file: field '{key}' is missing or not a {kind.__name__}"
-            )
-    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"{what}: {path}: field 'state_dict[{bad[0]!r}]' is not a tensor")
-    return payload
-
-
-def spec_from_payload(payload: dict[str, Any], path: str | Path, what: str = "--checkpoint") -> ModelConfig:
-    """The model's spec saved in a model file, checked as a config section (a ``ValueError`` names the field)."""
-    spec = from_dict(ModelConfig, payload["spec"], source=f"{what}: {path}: field 'spec'", prefix="model")
-    if spec.visual_dim is None:
-        raise ValueError(f"{what}: {path}: field 'spec': no visual_dim")
-    return spec
-
-
-def load_state(model: UASAN, state: dict[str, torch.Tensor], path: str | Path, what: str, strict: bool = True) -> None:
-    """``model.load_state_dict(state)``; a mismatch is a ``ValueError`` naming the file (not a size-mismatch dump)."""
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
-        detail = "; ".join(lines[:3]) + (f"; ... ({len(lines) - 3} more)" if len(lines) > 3 else "")
-        raise ValueError(f"{what}: {path}: field 'state_dict' does not fit the model: {detail}") from None
-
-
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu", what: str = "--checkpoint"
-) -> tuple[UASAN, TrainConfig, dict[str, Any]]:
-    """A model file written by :func:`save_model` → (model in eval mode on ``device``, its config, its split)."""
-    path = Path(path)
-    payload = read_model_file(path, what)
-    spec = spec_from_payload(payload, path, what)
-    cfg = from_dict(TrainConfig, payload["config"], source=f"{what} {path}: field 'config'")
-    split = payload["split"]
-    try:
-        Vocabulary.from_split(split)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: {path}: field 'split': {exc}") from None
-    model = UASAN(spec)
-    load_state(model, payload["state_dict"], path, what)
-    return model.to(device).eval(), cfg, split
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,9 +132,11 @@ def predict(
     subset: str = "test",
     *,
     output: str = "dicts",
+    label: str = "UASAN",
 ) -> dict[str, Any]:
     """Video-level predictions of one mode over ``subset`` for each target split (RePro's protocol with the
-    ``infer`` section of ``cfg``, :mod:`uasan.inference`).
+    ``infer`` section of ``cfg``, :mod:`uasan.inference`). ``label`` names the scorer in the progress bar (or,
+    without a terminal, the progress lines): ``"<label>: predict <mode>"``.
 
     ``output="dicts"``: ``{split: {vid: [relation]}}`` in the official format (segment relations as dicts, the dict
     association: the reference path). ``output="columns"``: ``{split: RelationColumns}``, the same relations built,
@@ -220,7 +156,7 @@ def predict(
     ids = {s: predicate_ids_for(vocab, s) for s in target_splits}
     columns = {s: VideoColumns(vocab, cfg.infer) for s in target_splits}
     groups: dict[str, dict[str, dict[tuple[int, int], list]]] = {s: {} for s in target_splits}
-    for batch in tqdm(loader, desc=f"predict {mode}", disable=not progress, leave=False):
+    for batch in progress_lines(loader, f"{label}: predict {mode}", enabled=progress):
         obj, pred = scorer(batch.to(device))
         obj, pred = obj.float().cpu(), pred.float().cpu()
         for s in target_splits:
@@ -351,25 +287,48 @@ def run_evaluation(
     progress: bool = True,
     groundtruth: dict[str, list[dict[str, Any]]] | ColumnarRelations | None = None,
     subset: str = "test",
+    label: str = "UASAN",
 ) -> dict[str, Any]:
-    """Predictions for every mode × split (as columns; written to ``pred_dir/<mode>_<split>.json`` in the official
-    format when given), their metrics (:func:`evaluate_predictions`) and the trajectory classification
-    (:func:`trajectory_metrics`), all on ``subset``."""
-    predictions = {
-        m: predict(
-            scorer, root, m, vocab, cfg, split, device=device, progress=progress, subset=subset, output="columns"
-        )
-        for m in modes
-    }
-    if pred_dir is not None:
-        for mode, by_split in predictions.items():
-            for name, pred in by_split.items():
-                pred.write_json(pred_dir / f"{mode}_{name}.json")
-    if groundtruth is None:
-        groundtruth = load_groundtruth(root, subset, val_fraction=cfg.data.val_fraction, val_seed=cfg.data.val_seed)
-    metrics = evaluate_predictions(groundtruth, predictions, split)
-    metrics["trajectory"] = trajectory_metrics(scorer, root, vocab, cfg, split, device=device, subset=subset)
+    """Predictions for every mode × split (as columns; written to ``pred_dir/<mode>_<split>.json`` by
+    :func:`write_predictions` when given), their metrics (:func:`evaluate_predictions`) and the trajectory
+    classification (:func:`trajectory_metrics`), all on ``subset``. ``label`` names the scorer in the progress."""
+    with phase(f"{label}: predictions and metrics on the {subset} subset", enabled=progress):
+        predictions = {
+            m: predict(
+                scorer,
+                root,
+                m,
+                vocab,
+                cfg,
+                split,
+                device=device,
+                progress=progress,
+                subset=subset,
+                output="columns",
+                label=label,
+            )  # fmt: skip
+            for m in modes
+        }
+        if pred_dir is not None:
+            for mode, by_split in predictions.items():
+                for name, pred in by_split.items():
+                    write_predictions(pred, pred_dir / f"{mode}_{name}.json", mode=mode, split=name)
+        if groundtruth is None:
+            groundtruth = load_groundtruth(root, subset, val_fraction=cfg.data.val_fraction, val_seed=cfg.data.val_seed)
+        metrics = evaluate_predictions(groundtruth, predictions, split)
+        metrics["trajectory"] = trajectory_metrics(scorer, root, vocab, cfg, split, device=device, subset=subset)
     return metrics
+
+
+def write_predictions(pred: RelationColumns, path: str | Path, *, mode: str, split: str) -> Path:
+    """The official prediction file ``{"version", "results", "split", "mode"}``, written atomically: the one writer
+    of ``uasan.train``'s ``OUT/predictions/<mode>_<split>.json`` and of ``uasan.predict --out``. ``split`` (the
+    predicates scored: novel, all) and ``mode`` are extra keys that the official evaluator ignores and
+    ``uasan.evaluate`` reads (its default ``--split`` and ``--mode``)."""
+    if mode not in MODES or split not in (*SPLITS, "base"):
+        raise ValueError(f"write_predictions: expected a mode of {MODES} and a split of {SPLITS}, got {mode!r}, "
+                         f"{split!r}")  # fmt: skip
+    return pred.write_json(Path(path), extra={"split": split, "mode": mode})
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -437,8 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             output="columns",
         )[args.split]
-        # "split" / "mode" are extra keys (the official evaluator reads "results" only); uasan.evaluate checks them
-        pred.write_json(Path(args.out), extra={"split": args.split, "mode": args.mode})
+        write_predictions(pred, args.out, mode=args.mode, split=args.split)  # as uasan.train writes them
     except ValueError as exc:
         print(f"uasan.predict: {exc}", file=sys.stderr)
         return 2

@@ -5,13 +5,13 @@ A fresh run refuses a folder that holds another run (``--overwrite`` deletes tha
 keeps a generated world of the same seed in ``OUT/data``); ``--resume`` first checks that the config equals the
 stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses ``OUT/stage0/bridge.pt`` and
 ``--stage 2`` (and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for the same bridge
-(``STAGE0_FIELDS``, BRIDGE_FIELDS).
+(``STAGE0_FIELDS``, BRIDGE_FIELDS); ``--resume`` on a folder that does not exist or is empty is refused (nothing to
+resume). Real data needs a BLIP-2 checkpoint (:func:`check_bridge_source`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -23,16 +23,16 @@ from uasan.config import TrainConfig, load_config, to_dict
 from uasan.engine.run_folder import config_diff, plan_run_folder
 from uasan.models.config import spec_differences
 
-__all__ = ["BRIDGE_FIELDS", "RESUME_FREE_KEYS", "RUN_ENTRIES", "check_run_folder", "read_bridge"]
+__all__ = [
+    "BRIDGE_FIELDS", "RESUME_FREE_KEYS", "RUN_ENTRIES", "check_bridge_source", "check_run_folder",
+    "check_something_to_resume", "read_bridge",
+]  # fmt: skip
 
 
-def synthetic_world_seed(root: Path) -> int | None:
-    """The seed recorded in a generated world's ``meta.json`` (None when there is none)."""
-    try:
-        seed = json.loads((root / "meta.json").read_text(encoding="utf-8")).get("seed")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return seed if isinstance(seed, int) else None
+def world_arguments(cfg: TrainConfig) -> dict[str, Any]:
+    """The arguments with which a run generates its synthetic world in ``OUT/data`` (:func:`uasan.data.synth.generate`
+    and :func:`~uasan.data.synth.generation_record` take them)."""
+    return {"seed": cfg.train.seed}
 
 
 # Top-level entries a run writes (fnmatch patterns); ".*.tmp" are atomic writes a hard kill left behind.
@@ -67,6 +67,8 @@ def check_run_folder(cfg: TrainConfig, out: Path, *, stage: int | None, resume: 
     prior = ["data"] + {1: ["stage0", "config.yaml"], 2: ["stage0", "stage1", "config.yaml"]}.get(stage or 0, [])
     hint = "" if stage in (1, 2) else " (--stage 1 / 2 reuse OUT/stage0, OUT/stage1)"
     to_clear = plan_run_folder(out, owned=RUN_ENTRIES, prior=prior, resume=resume, overwrite=overwrite, hint=hint)
+    if resume:
+        check_something_to_resume(out)
     stored_file = out / "config.yaml"
     if resume and stored_file.is_file():
         try:
@@ -86,15 +88,51 @@ def check_run_folder(cfg: TrainConfig, out: Path, *, stage: int | None, resume: 
             raise ValueError(f"--resume: {out} holds {', '.join(names[:4])} but no config.yaml: not a run to resume")
     data = out / "data"
     if cfg.data.root is None and (data / "meta.json").is_file():
-        seed = synthetic_world_seed(data)
-        if seed is not None and seed != cfg.train.seed:
+        from uasan.data import synth
+
+        # reused only when it is the world this run would write: seed, sizes, text encoder, feature knobs, format
+        diff = synth.world_differences(data, synth.generation_record(**world_arguments(cfg)))
+        if diff:
             if not overwrite:
                 raise ValueError(
-                    f"--out: {data} is a synthetic world of seed {seed}, but train.seed is {cfg.train.seed}: pass "
-                    f"--overwrite to generate the world of seed {cfg.train.seed}, or --data-root {data} to train on it"
+                    f"--out: {data} is not the synthetic world this run generates ({'; '.join(diff[:3])}): pass "
+                    f"--overwrite to generate it again, or --data-root {data} to train on it as it is"
                 )
             to_clear.append(data)
     return to_clear
+
+
+def check_bridge_source(cfg: TrainConfig) -> None:
+    """Real data needs a BLIP-2 checkpoint: the MiniLM bridge is aligned only by the synthetic world's corpus."""
+    if cfg.data.dataset != "synth" and cfg.model.bridge_path is None:
+        raise ValueError(
+            f"model.bridge_path: the {cfg.data.dataset} config needs a local BLIP-2 checkpoint folder "
+            "(Blip2ForImageTextRetrieval layout, e.g. Salesforce/blip2-itm-vit-g saved with save_pretrained): pass "
+            "model.bridge_path=/path/to/blip2-itm-vit-g (README, 'Real data'). The MiniLM bridge is aligned only by "
+            "the synthetic world's pretraining corpus (stage 0)"
+        )
+    if cfg.data.dataset != "synth":
+        from uasan.models.bridge import is_blip2_folder
+
+        if not is_blip2_folder(cfg.model.bridge_path):
+            raise ValueError(
+                f"model.bridge_path: {cfg.model.bridge_path} is not a BLIP-2 checkpoint folder (its config.json must "
+                "say model_type 'blip-2'; save Salesforce/blip2-itm-vit-g with save_pretrained)"
+            )
+
+
+def check_something_to_resume(out: Path) -> None:
+    """``--resume`` needs a run in ``out``: a folder that does not exist, or holds nothing a run writes, is a
+    ``ValueError`` (a typo in --out would otherwise start a whole fresh run). A folder holding only a generated
+    world (``OUT/data``: the run was stopped while generating it, before its config was written) is a run."""
+    names = sorted(os.listdir(out)) if out.is_dir() else []
+    names = [n for n in names if not fnmatch.fnmatchcase(n, ".*.tmp")]
+    if not names:
+        state = "does not exist" if not out.exists() else "is empty"
+        raise ValueError(
+            f"--resume: there is nothing to resume in {out} (it {state}): check --out, or start a new run there "
+            "without --resume"
+        )
 
 
 def read_bridge(bridge_file: Path, spec: Any) -> dict[str, torch.Tensor]:
@@ -102,7 +140,7 @@ def read_bridge(bridge_file: Path, spec: Any) -> dict[str, torch.Tensor]:
     from uasan import predict as P
 
     what = "--stage 2 / --resume (the stage-1 bridge)"
-    payload = P.read_model_file(bridge_file, what)
+    payload = P.read_model_file(bridge_file, what, model_only=False)  # a stage-1 bridge (or a whole model)
     stored = P.spec_from_payload(payload, bridge_file, what)
     diff = spec_differences(asdict(stored), spec, BRIDGE_FIELDS)
     if diff:

@@ -6,8 +6,10 @@ bridge and stage 0 is skipped. Stage 1 adapts the pretrained bridge (frozen, LoR
 base classes; stage 2 freezes it and trains the relation model. Validation (per epoch: ``OUT/stage*/log.jsonl``,
 ``curves.png``) reads the held-out ``val`` subset only and scores base classes; the test subset is read once, at
 the end, by prediction: SGDet, SGCls and PredCls × novel and all, the same pipeline for the baselines
-(:mod:`uasan.baselines`), and ``OUT/metrics.json``, ``OUT/metrics.md``, ``OUT/predictions/<mode>_<split>.json``,
-``OUT/model.pt``.
+(:mod:`uasan.baselines`), and ``OUT/metrics.json``, ``OUT/metrics.md``, ``OUT/predictions/<mode>_<split>.json``
+(:func:`uasan.predict.write_predictions`, as ``uasan.predict`` writes them), ``OUT/model.pt``. Ctrl-C and SIGTERM
+stop a run with the command that resumes it (:mod:`uasan._interrupt`); without a terminal, progress is printed as
+plain lines (:mod:`uasan._console`).
 
 With no arguments it generates the built-in synthetic world under ``OUT/data`` and trains on it. Multi-process:
 ``torchrun --nproc_per_node=K -m uasan.train ...`` (gloo on CPU, nccl on GPU).
@@ -21,7 +23,6 @@ import uasan._openmp  # noqa: F401 - before torch: the OpenMP wait policy (see t
 
 import argparse
 import os
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 
 import torch
 
+from uasan._console import is_terminal, phase
+from uasan._interrupt import exit_status, interrupted_message, sigterm_as_interrupt, world_size_from_env
 from uasan.config import BUILTIN_CONFIGS, TrainConfig, dump_config, load_config
 from uasan.engine import distributed as dist
 from uasan.engine.hooks import default_hooks, plot_curves, read_jsonl
@@ -38,8 +41,8 @@ from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
 from uasan.files import atomic_write_text
 from uasan.models.config import VARIANTS
-from uasan.reports import metrics_markdown, pct, write_ablation
-from uasan.runs import check_run_folder, read_bridge
+from uasan.reports import data_record, metrics_markdown, pct, write_ablation
+from uasan.runs import check_bridge_source, check_run_folder, read_bridge, world_arguments
 from uasan.validation import validation_fns
 
 
@@ -84,25 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def check_bridge_source(cfg: TrainConfig) -> None:
-    """Real data needs a BLIP-2 checkpoint: the MiniLM bridge is aligned only by the synthetic world's corpus."""
-    if cfg.data.dataset != "synth" and cfg.model.bridge_path is None:
-        raise ValueError(
-            f"model.bridge_path: the {cfg.data.dataset} config needs a local BLIP-2 checkpoint folder "
-            "(Blip2ForImageTextRetrieval layout, e.g. Salesforce/blip2-itm-vit-g saved with save_pretrained): pass "
-            "model.bridge_path=/path/to/blip2-itm-vit-g (README, 'Real data'). The MiniLM bridge is aligned only by "
-            "the synthetic world's pretraining corpus (stage 0)"
-        )
-    if cfg.data.dataset != "synth":
-        from uasan.models.bridge import is_blip2_folder
-
-        if not is_blip2_folder(cfg.model.bridge_path):
-            raise ValueError(
-                f"model.bridge_path: {cfg.model.bridge_path} is not a BLIP-2 checkpoint folder (its config.json must "
-                "say model_type 'blip-2'; save Salesforce/blip2-itm-vit-g with save_pretrained)"
-            )
-
-
 def prepare_data(cfg: TrainConfig, out: Path, progress: bool) -> Path:
     """The data set root: the configured one, or the synthetic world generated (once) under ``OUT/data``."""
     if cfg.data.root is not None:
@@ -117,7 +101,9 @@ def prepare_data(cfg: TrainConfig, out: Path, progress: bool) -> Path:
         if dist.is_main_process():
             from uasan.data import synth
 
-            synth.generate(root, seed=cfg.train.seed, progress=progress)
+            # without a terminal the world's bar would show nothing: a start and a finish line instead
+            with phase(f"uasan.train: generating the synthetic world in {root} (1-2 minutes)", enabled=progress):
+                synth.generate(root, **world_arguments(cfg), progress=progress and is_terminal())
         dist.barrier()
     return root
 
@@ -163,8 +149,11 @@ def stage2_loss(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def make_trainer(model, params, loader, loss_fn, *, epochs, cfg, out_dir, eval_fn, progress, items, device) -> Trainer:
-    """The Trainer of stages 1 and 2 with ``optim``'s optimizer (Adam: the paper's) and schedule."""
+def make_trainer(
+    model, params, loader, loss_fn, *, epochs, cfg, out_dir, eval_fn, progress, items, device, name
+) -> Trainer:
+    """The Trainer of stages 1 and 2 with ``optim``'s optimizer (Adam: the paper's) and schedule; ``name`` (e.g.
+    "stage 1") is printed in its epoch lines."""
     o = cfg.optim
     params = [p for p in params if p.requires_grad]
     if o.optimizer == "adam":
@@ -180,6 +169,7 @@ def make_trainer(model, params, loader, loss_fn, *, epochs, cfg, out_dir, eval_f
         items_fn=items,
         items_name="pairs" if items is not None else "batches",
         progress=progress,
+        name=name,
     )
     return Trainer(
         model,
@@ -214,14 +204,16 @@ def train_stage1(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
     trainer = make_trainer(
         ddp, model.bridge_parameters(), loader, lambda m, b: stage1_loss(m, b, names),
         epochs=cfg.optim.epochs_stage1, cfg=cfg, out_dir=out / "stage1", eval_fn=eval_fn, progress=progress,
-        items=None, device=device,
+        items=None, device=device, name="stage 1",
     )  # fmt: skip
     if resume:
         trainer.resume(out / "stage1", missing_ok=True)
     trainer.train()
 
 
-def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, progress: bool, device, eval_fn) -> None:
+def train_stage2(
+    model, cfg: TrainConfig, dataset, out: Path, resume: bool, progress: bool, device, eval_fn, name: str = "stage 2"
+) -> None:
     from uasan.data.paired import collate_with_ground_truth
 
     vocab = dataset.det.vocab
@@ -240,7 +232,7 @@ def train_stage2(model, cfg: TrainConfig, dataset, out: Path, resume: bool, prog
     trainer = make_trainer(
         ddp, model.relation_parameters(), loader, lambda m, b: stage2_loss(m, b, objects, predicates),
         epochs=cfg.optim.epochs_stage2, cfg=cfg, out_dir=out / "stage2", eval_fn=eval_fn, progress=progress,
-        items=lambda b: b.batch.num_pairs, device=device,
+        items=lambda b: b.batch.num_pairs, device=device, name=name,
     )  # fmt: skip
     if resume:
         trainer.resume(out / "stage2", missing_ok=True)
@@ -297,9 +289,11 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         reads["val"] = ("SGDet", "PredCls")
     if stage in (None, 2) and evaluate:
         reads["test"] = P.MODES
-    report = check_inputs(
-        root, reads, progress=progress and dist.is_main_process(), dataset_options=cfg.data.dataset_options()
-    )
+    with phase("uasan.train: checking the inputs", enabled=progress and dist.is_main_process()):
+        report = check_inputs(
+            root, reads, progress=progress and dist.is_main_process() and is_terminal(),
+            dataset_options=cfg.data.dataset_options(),
+        )  # fmt: skip
     if dist.is_main_process():
         for line in report.warnings:
             print(f"uasan.train: warning: {line}", file=sys.stderr)
@@ -351,7 +345,7 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         seed_everything(cfg.train.seed)  # stage 1's random draws do not depend on the model's relation part
         train_stage1(model, cfg, train_set, out, resume, progress, device, stage1_fn)
         if dist.is_main_process():
-            P.save_model(model, cfg, split, bridge_file)
+            P.save_model(model, cfg, split, bridge_file, kind=P.STAGE1_KIND)
         dist.barrier()
         del model
         if stage == 1:
@@ -370,7 +364,8 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         if missing:
             raise ValueError(f"--stage 2 / --resume: {bridge_file}: field 'state_dict' lacks {missing[:3]}")
         P.load_state(model, bridge_state, bridge_file, "the stage-1 bridge", strict=False)
-        train_stage2(model, cfg, stage2_set, vout, resume, progress, device, stage2_fn)
+        name = "stage 2" if len(variants) == 1 else f"stage 2 ({variant})"
+        train_stage2(model, cfg, stage2_set, vout, resume, progress, device, stage2_fn, name)
         if not dist.is_main_process():
             continue
         model.eval()
@@ -379,7 +374,7 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
             continue
         metrics = P.run_evaluation(
             P.model_scorer(model, vocab), root, vocab, cfg, split, device=device, pred_dir=vout / "predictions",
-            progress=progress, groundtruth=groundtruth,
+            progress=progress, groundtruth=groundtruth, label="UASAN" if len(variants) == 1 else f"UASAN ({variant})",
         )  # fmt: skip
         if baselines is None:  # the same for every variant
             from uasan.baselines import run_baselines
@@ -390,6 +385,7 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
             )  # fmt: skip
         metrics["baselines"] = baselines
         metrics["random_baseline"] = baselines["random"]  # the earlier releases' key, kept for their readers
+        metrics["data"] = data_record(root)  # the root, and for a generated world its seed, sizes, text encoder
         P.write_json(vout / "metrics.json", metrics)
         atomic_write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
@@ -405,16 +401,6 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
     if len(variants) > 1 and results and dist.is_main_process():
         write_ablation(out, results)
     return results
-
-
-def _resume_command(argv: list[str]) -> str:
-    """The command line that continues this run: the same arguments, ``--resume`` instead of ``--overwrite``."""
-    args = [a for a in argv if a != "--overwrite"]
-    if "--resume" not in args:
-        args.append("--resume")
-    world = dist.get_world_size() if dist.is_distributed() else int(os.environ.get("WORLD_SIZE", "1"))
-    head = ["torchrun", f"--nproc_per_node={world}"] if world > 1 else ["python"]
-    return shlex.join([*head, "-m", "uasan.train", *args])
 
 
 def summary_lines(results: dict[str, Any]) -> list[str]:
@@ -447,29 +433,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     main_process = int(os.environ.get("RANK", "0")) == 0  # run() has left the process group when it returns
     try:
-        cfg = load_config(TrainConfig, args.config, overrides)
-        configure_threads(cfg.train.num_threads)
-        variants = VARIANTS if args.ablation else (cfg.model.variant,)
-        results = run(
-            cfg,
-            out,
-            stage=args.stage,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            variants=variants,
-            evaluate=not args.skip_eval,
-        )
+        with sigterm_as_interrupt():  # SIGTERM (kill, a scheduler's limit) stops the run as Ctrl-C does
+            cfg = load_config(TrainConfig, args.config, overrides)
+            configure_threads(cfg.train.num_threads)
+            variants = VARIANTS if args.ablation else (cfg.model.variant,)
+            results = run(
+                cfg,
+                out,
+                stage=args.stage,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                variants=variants,
+                evaluate=not args.skip_eval,
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"uasan.train: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (uasan._interrupt.Terminated)
         if main_process:
-            print(
-                f"\nuasan.train: interrupted; {out} keeps every finished epoch. Continue with: {_resume_command(argv)}",
-                file=sys.stderr,
-            )
-        return 130
+            print("\n" + interrupted_message(exc, out, argv, world_size_from_env()), file=sys.stderr, flush=True)
+        return exit_status(exc)
     if not main_process:
         return 0
     if args.stage in (0, 1):

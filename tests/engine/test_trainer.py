@@ -322,3 +322,24 @@ def test_hooks_hold_a_weak_reference_to_the_trainer(tmp_path):
     assert alive() is None  # the hooks did not keep the trainer (model, optimizer, loader) alive
     with pytest.raises(ReferenceError):
         hook.trainer.max_epochs  # noqa: B018
+
+
+def test_console_lines_name_the_stage_and_say_progress_without_a_terminal(tmp_path, capsys, monkeypatch):
+    """Epoch and eval lines start with the run's name (``stage 1 epoch 1/2``); without a terminal (pytest's
+    capture) there is no bar's carriage-return stream but a plain line every PLAIN_INTERVAL_S seconds."""
+    from uasan import _console as console
+
+    monkeypatch.setattr(console, "PLAIN_INTERVAL_S", 0.0)  # a line per step
+    seed_everything(0)
+    model = make_model()
+    loader = build_dataloader(ToyData(n=16), batch_size=8, seed=0)
+    hooks = default_hooks(eval_fn=evaluate, log_every=1, progress=True, name="stage 1")
+    opt = build_optimizer(model, lr=1e-2)
+    Trainer(model, opt, loader, loss_fn, max_epochs=2, hooks=hooks, out_dir=tmp_path).train()
+    captured = capsys.readouterr()
+    out, err = captured.out.splitlines(), captured.err.splitlines()
+    assert [ln.split(":")[0] for ln in out] == [
+        "stage 1 epoch 1/2", "stage 1 eval after epoch 1/2", "stage 1 epoch 2/2", "stage 1 eval after epoch 2/2",
+    ], out  # fmt: skip
+    assert err and all(ln.startswith("stage 1 epoch ") and ": step " in ln and "loss" in ln for ln in err), err
+    assert "\r" not in captured.err

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from uasan.files import atomic_write, safe_torch_load
+from uasan.files import atomic_write, safe_torch_load, unreadable_torch_file
 
 __all__ = ["CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "find_last_checkpoint", "safe_torch_load"]
 
@@ -42,7 +42,7 @@ def load_checkpoint(path: str | os.PathLike[str], weights_only: bool = True) -> 
     try:
         state = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises several types for torn or foreign files; name the file in all cases
-        raise ValueError(f"checkpoint {str(path)!r}: cannot be read ({type(e).__name__}: {e})") from e
+        raise ValueError(f"checkpoint {path} {unreadable_torch_file(path, e)}") from None
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise ValueError(f"checkpoint {str(path)!r}: not a uasan trainer checkpoint (no 'model' / 'epoch')")
     return state

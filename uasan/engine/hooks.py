@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from uasan import _console
 from uasan.engine import distributed as dist_utils
 from uasan.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from uasan.engine.jsonl import append_jsonl, read_jsonl
@@ -60,7 +61,9 @@ class LoggingHook(HookBase):
         items_fn: ``items_fn(batch) -> number`` of work items in a batch (e.g. ``lambda b: b.num_pairs``) for the
             throughput; default: 1 per batch.
         items_name: the unit shown, e.g. ``"pairs"`` → ``pairs/s``.
-        progress: show the tqdm bar (main process only).
+        progress: show the progress (main process only): a tqdm bar on a terminal, else a plain line every
+            ``uasan._console.PLAIN_INTERVAL_S`` seconds; and one line per epoch.
+        name: what the lines and the bar name before "epoch", e.g. ``"stage 1"`` → ``stage 1 epoch 2/8``.
 
     Under DDP every process must run this hook: the losses are averaged over processes (one all-reduce per record).
     On a resumed run the log is cut back to the records of the epochs the checkpoint covers.
@@ -74,6 +77,7 @@ class LoggingHook(HookBase):
         items_fn: Callable[[Any], float | int | torch.Tensor] | None = None,
         items_name: str = "batches",
         progress: bool = True,
+        name: str = "",
     ) -> None:
         if log_every < 1:
             raise ValueError(f"log_every: expected >= 1, got {log_every}")
@@ -81,7 +85,14 @@ class LoggingHook(HookBase):
         self.items_fn = items_fn
         self.items_name = items_name
         self.progress = progress
+        self.name = name
         self._bar: Any = None
+        self._plain_t0: float | None = None  # without a terminal: when the last plain progress line was printed
+        self._last_loss: float | None = None
+
+    def _epoch_label(self) -> str:
+        t = self.trainer
+        return f"{self.name + ' ' if self.name else ''}epoch {t.epoch + 1}/{t.max_epochs}"
 
     def before_train(self) -> None:
         t = self.trainer
@@ -106,11 +117,12 @@ class LoggingHook(HookBase):
         self._interval_t0 = self._epoch_t0 = now
         t = self.trainer
         if self.progress and dist_utils.is_main_process():
-            from tqdm.auto import tqdm
+            if _console.is_terminal():
+                from tqdm.auto import tqdm
 
-            self._bar = tqdm(
-                total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{t.max_epochs}", leave=False, dynamic_ncols=True
-            )
+                self._bar = tqdm(total=t.steps_per_epoch, desc=self._epoch_label(), leave=False, dynamic_ncols=True)
+            else:  # plain lines (a log file): see after_step
+                self._plain_t0 = now
 
     def after_step(self) -> None:
         t = self.trainer
@@ -124,6 +136,13 @@ class LoggingHook(HookBase):
             self._bar.update(1)
         if t.step % self.log_every == 0 or t.inner_step == t.steps_per_epoch - 1:
             self._write_step_record()
+        if self._plain_t0 is not None:
+            now = time.perf_counter()
+            if now - self._plain_t0 >= _console.PLAIN_INTERVAL_S:
+                self._plain_t0 = now
+                loss = f", loss {self._last_loss:.4f}" if self._last_loss is not None else ""
+                _console.say(f"{self._epoch_label()}: step {t.inner_step + 1}/{t.steps_per_epoch}{loss}, "
+                    f"{now - self._epoch_t0:.0f} s")  # fmt: skip
 
     def _write_step_record(self) -> None:
         t = self.trainer
@@ -153,6 +172,7 @@ class LoggingHook(HookBase):
         record["items_per_s"] = rate
         record["items"] = self.items_name
         t.write_log(record)
+        self._last_loss = total
         if self._bar is not None:
             self._bar.set_postfix({"loss": f"{total:.4f}", f"{self.items_name}/s": f"{rate:.1f}"}, refresh=False)
         self._interval = {}
@@ -186,7 +206,7 @@ class LoggingHook(HookBase):
 
             rate = self._epoch_items / elapsed if elapsed > 0 else float("nan")
             tqdm.write(
-                f"epoch {t.epoch + 1}/{t.max_epochs}: loss {sum(losses.values()):.4f} "
+                f"{self._epoch_label()}: loss {sum(losses.values()):.4f} "
                 f"({', '.join(f'{k} {v:.4f}' for k, v in losses.items())}), "
                 f"{rate:.1f} {self.items_name}/s, {elapsed:.1f}s"
             )
@@ -195,6 +215,7 @@ class LoggingHook(HookBase):
         self._close_bar()
 
     def _close_bar(self) -> None:
+        self._plain_t0 = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -216,9 +237,11 @@ class EvalHook(HookBase):
         every: int = 1,
         at_end: bool = True,
         main_only: bool = True,
+        name: str = "",
     ) -> None:
         if every < 0:
             raise ValueError(f"every: expected >= 0 (0: only at the end), got {every}")
+        self.name = name  # named in the printed line, e.g. "stage 1"
         self.eval_fn = eval_fn
         self.every = every
         self.at_end = at_end
@@ -255,7 +278,11 @@ class EvalHook(HookBase):
         if metrics and dist_utils.is_main_process():
             from tqdm.auto import tqdm
 
-            tqdm.write(f"eval after epoch {t.epochs_done}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            who = f"{self.name} " if self.name else ""
+            tqdm.write(
+                f"{who}eval after epoch {t.epochs_done}/{t.max_epochs}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_evaluated": self.last_evaluated}
@@ -391,12 +418,16 @@ def default_hooks(
     progress: bool = True,
     checkpoint: bool = True,
     plot: bool = True,
+    name: str = "",
 ) -> list[HookBase]:
-    """The standard set, in run order: LoggingHook, EvalHook (if ``eval_fn``), CheckpointHook, PlotHook."""
+    """The standard set, in run order: LoggingHook, EvalHook (if ``eval_fn``), CheckpointHook, PlotHook. ``name``
+    (e.g. ``"stage 1"``) is printed before "epoch" and "eval" in the console lines."""
     hooks: list[HookBase] = []
     if eval_fn is not None:
-        hooks.append(EvalHook(eval_fn, every=eval_every))
-    hooks.append(LoggingHook(log_every=log_every, items_fn=items_fn, items_name=items_name, progress=progress))
+        hooks.append(EvalHook(eval_fn, every=eval_every, name=name))
+    hooks.append(
+        LoggingHook(log_every=log_every, items_fn=items_fn, items_name=items_name, progress=progress, name=name)
+    )
     if checkpoint:
         hooks.append(CheckpointHook())
     if plot:
