@@ -39,15 +39,17 @@ def write_tiny_blip2(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab = list(dict.fromkeys([*WORDS, *(words or [])]))
-    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    vocab_file = folder / "vocab.txt"  # a vocab file: the one constructor argument transformers 4.45 and 5 share
+    vocab_file.write_text("".join(w + "\n" for w in vocab), encoding="utf-8")
+    tok = BertTokenizer(str(vocab_file))
     torch.manual_seed(seed)
-    cfg = Blip2Config(
+    cfg = Blip2Config(  # sub-configs as dicts: transformers 4.45 takes only those
         vision_config=Blip2VisionConfig(hidden_size=visual_dim, intermediate_size=2 * visual_dim, num_hidden_layers=1,
-                                        num_attention_heads=4, image_size=28, patch_size=14),
+                                        num_attention_heads=4, image_size=28, patch_size=14).to_dict(),
         qformer_config=Blip2QFormerConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
                                           num_attention_heads=4, intermediate_size=2 * hidden,
                                           max_position_embeddings=64, cross_attention_frequency=1,
-                                          use_qformer_text_input=True),
+                                          use_qformer_text_input=True).to_dict(),
         num_query_tokens=num_queries,
         image_text_hidden_size=embed_dim,
     )  # fmt: skip
