@@ -95,7 +95,7 @@ def _split_file(args: argparse.Namespace) -> dict:
 
 def format_table(split: str, metrics: dict[str, float]) -> str:
     """The paper's table layout: one row per split, metrics in percent."""
-    keys = [k for k in metrics if k != "per_video"]
+    keys = [k for k in metrics if not k.startswith("per_video")]
     head = f"{'split':<8}" + "".join(f"{k:>8}" for k in keys)
     row = f"{split:<8}" + "".join(f"{100 * metrics[k]:>8.2f}" for k in keys)
     return f"{head}\n{row}"

@@ -88,3 +88,29 @@ def test_bad_arguments(rng):
         bootstrap_intervals(s, replicates=0)
     with pytest.raises(ValueError, match="level"):
         bootstrap_intervals(s, level=1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_video_counts_of_every_evaluator_path_add_up(seed):
+    """``per_video=True`` gives each video's hits and ground-truth count, the same on the reference, the dict and the
+    columnar path, and they add up to the official R@K; video_scores turns them into the bootstrap's input."""
+    from tests.common import needs_ext  # noqa: F401  (the dict / column paths need the extension)
+    from tests.evaluation.gen import dataset
+    from uasan import _ext
+    from uasan.evaluation import RelationColumns, evaluate_relations, evaluate_relations_ref
+
+    gt, pred = dataset(np.random.default_rng(seed), n_videos=6)
+    ref = evaluate_relations_ref(gt, pred, per_video=True)
+    paths = [ref]
+    if _ext.HAS_EXT:
+        paths.append(evaluate_relations(gt, pred, per_video=True))
+        paths.append(evaluate_relations(RelationColumns.from_dicts(gt, scores=False), RelationColumns.from_dicts(pred, scores=True),
+                                        per_video=True))  # fmt: skip
+    for m in paths:
+        assert m["per_video_hits"] == ref["per_video_hits"] and m["per_video_gt"] == ref["per_video_gt"]
+    total = sum(ref["per_video_gt"].values())
+    for j, k in enumerate((50, 100)):
+        assert sum(h[j] for h in ref["per_video_hits"].values()) / total == pytest.approx(ref[f"R@{k}"], abs=1e-6)
+    s = video_scores(ref["per_video"], ref["per_video_hits"], ref["per_video_gt"], (50, 100))
+    assert s.metrics()["R@50"][0] == pytest.approx(ref["R@50"], abs=1e-6)
+    assert s.metrics()["mAP"][0] == pytest.approx(ref["mAP"], abs=1e-6)

@@ -190,7 +190,8 @@ def test_empty_predictions_and_videos_without_groundtruth(tmp_path):
     gt, pred = hand_case()
     zeros = dict.fromkeys(("mAP", "R@50", "R@100", "P@1", "P@5", "P@10"), 0.0)
     gt_path, pred_path = write(tmp_path, {**gt, "empty": []}, {})
-    assert evaluate_files(gt_path, pred_path, per_video=True) == {**zeros, "per_video": {"v": 0.0}}
+    missed = {"per_video": {"v": 0.0}, "per_video_hits": {"v": [0, 0]}, "per_video_gt": {"v": 2}}
+    assert evaluate_files(gt_path, pred_path, per_video=True) == {**zeros, **missed}
     # predictions of a video whose ground truth is empty are read (and checked) but do not count
     gt_path, pred_path = write(tmp_path, {**gt, "empty": []}, {**pred, "empty": pred["v"]})
     assert_same(evaluate_files(gt_path, pred_path), evaluate_relations_ref(gt, pred))

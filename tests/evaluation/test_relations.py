@@ -26,6 +26,8 @@ def assert_same(got: dict, expected: dict, tol: float = 1e-6) -> None:
             assert got[k].keys() == v.keys()
             for vid, ap in v.items():
                 assert abs(got[k][vid] - ap) <= tol, (k, vid)
+        elif k in ("per_video_hits", "per_video_gt"):  # counts: equal on every path
+            assert got[k] == v, k
         else:
             assert abs(got[k] - v) <= tol, k
 
@@ -115,9 +117,11 @@ def test_prediction_takes_the_best_free_ground_truth(fn):
 def test_empty_cases(fn):
     zeros = dict.fromkeys(KEYS, 0.0)
     assert fn({}, {}) == zeros
-    assert fn({"v": []}, {"v": [rel(TRIP, 0, A, B, 1.0)]}, per_video=True) == {**zeros, "per_video": {}}
+    empty = {"per_video": {}, "per_video_hits": {}, "per_video_gt": {}}
+    assert fn({"v": []}, {"v": [rel(TRIP, 0, A, B, 1.0)]}, per_video=True) == {**zeros, **empty}
     gt, _ = hand_case()
-    assert fn(gt, {}, per_video=True) == {**zeros, "per_video": {"v": 0.0}}
+    missed = {"per_video": {"v": 0.0}, "per_video_hits": {"v": [0, 0]}, "per_video_gt": {"v": len(gt["v"])}}
+    assert fn(gt, {}, per_video=True) == {**zeros, **missed}
     assert fn(gt, {"v": []}) == zeros
     # predictions of videos without ground truth are ignored (not even checked)
     got = fn(gt, {**hand_case()[1], "ghost": [{"triplet": "broken"}]})

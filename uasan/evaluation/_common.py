@@ -180,8 +180,12 @@ def _summarise(
     det_nreturns: tuple[int, ...],
     tag_nreturns: tuple[int, ...],
     per_video: bool,
+    video_counts: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """The official ``evaluate`` tail: np.mean over per-video APs and precisions, float32 recalls."""
+    """The official ``evaluate`` tail: np.mean over per-video APs and precisions, float32 recalls. With
+    ``per_video``: ``"per_video"`` {video: AP}, and from ``video_counts`` = (hits (V, len(det_nreturns)), n_gt (V,)) in
+    the order of ``ap``: ``"per_video_hits"`` {video: [hits among its top K for each K]}, ``"per_video_gt"`` {video:
+    ground-truth relations} — what a bootstrap over videos needs (:mod:`uasan.evaluation.bootstrap`)."""
     out: dict[str, Any] = {}
     out["mAP"] = float(np.mean(list(ap.values()))) if ap else 0.0
     for k in det_nreturns:
@@ -194,4 +198,8 @@ def _summarise(
         out[f"P@{k}"] = float(np.mean(tag_prec[k])) if ap else 0.0
     if per_video:
         out["per_video"] = {vid: float(v) for vid, v in ap.items()}
+        if video_counts is not None:
+            vh, vg = video_counts
+            out["per_video_hits"] = {vid: [int(h) for h in vh[i]] for i, vid in enumerate(ap)}
+            out["per_video_gt"] = {vid: int(vg[i]) for i, vid in enumerate(ap)}
     return out

@@ -137,6 +137,8 @@ def evaluate_relations_ref(
     hits = dict.fromkeys(det_nreturns, 0)
     tag_prec: dict[int, list] = {k: [] for k in tag_nreturns}
     n_gt = n_pred = 0
+    video_hits: list[list[int]] = []
+    video_gt: list[int] = []
     for vid, gt_rels in groundtruth.items():
         gt_rels = _relation_list(op, "groundtruth", vid, gt_rels)
         if len(gt_rels) == 0:
@@ -159,8 +161,10 @@ def evaluate_relations_ref(
         tp = greedy_match_ref(gts, preds, thr) >= 0
         rec, prec = _float32_curves(tp, len(gts))
         ap[vid] = _voc_ap_ref(rec, prec)
-        for k in det_nreturns:
-            hits[k] += int(tp[:k].sum())
+        video_hits.append([int(tp[:k].sum()) for k in det_nreturns])
+        video_gt.append(len(gts))
+        for k, h in zip(det_nreturns, video_hits[-1], strict=True):
+            hits[k] += h
 
         # tagging: distinct triplets in score order
         gt_triplets = {g[0] for g in gts}
@@ -169,7 +173,7 @@ def evaluate_relations_ref(
         for k in tag_nreturns:
             cut = min(k, len(distinct))
             tag_prec[k].append(tprec[cut - 1] if cut > 0 else 0.0)
-    return _summarise(ap, hits, n_gt, n_pred, tag_prec, det_nreturns, tag_nreturns, per_video)
+    return _summarise(ap, hits, n_gt, n_pred, tag_prec, det_nreturns, tag_nreturns, per_video, (video_hits, video_gt))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -314,6 +318,8 @@ def evaluate_relations(
         k: [tag_prec[v, j] if min(k, n_tag[v]) > 0 else 0.0 for v in range(len(vids))]
         for j, k in enumerate(tag_nreturns)
     }
+    video_gt = [len(gt[vid]) for vid in vids]  # the evaluated videos are those with ground truth
     return _summarise(
-        dict(zip(vids, ap.tolist(), strict=True)), hits, n_gt, n_pred, tags, det_nreturns, tag_nreturns, per_video
-    )
+        dict(zip(vids, ap.tolist(), strict=True)), hits, n_gt, n_pred, tags, det_nreturns, tag_nreturns, per_video,
+        (det_hits, video_gt),
+    )  # fmt: skip

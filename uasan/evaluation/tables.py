@@ -32,6 +32,7 @@ class TableResult(NamedTuple):
     match: np.ndarray | None
     n_gt: int
     n_pred: int
+    video_gt: np.ndarray | None = None  # (V,) ground-truth relations per evaluated video
 
 
 def _rows_of(offsets: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +98,9 @@ def evaluate_tables(
     if with_match:
         full_match = np.full(len(pred), -1, dtype=np.int64)
         full_match[pred_rows] = match
-    return TableResult(videos, ap, det_hits, tag_prec, n_tag, full_match, len(gt_rows), len(pred_rows))
+    return TableResult(
+        videos, ap, det_hits, tag_prec, n_tag, full_match, len(gt_rows), len(pred_rows), counts[evaluated]
+    )
 
 
 def summarise_tables(
@@ -110,4 +113,5 @@ def summarise_tables(
         for j, k in enumerate(tag_nreturns)
     }
     ap = dict(zip(res.videos, res.ap.tolist(), strict=True))
-    return _summarise(ap, hits, res.n_gt, res.n_pred, tags, det_nreturns, tag_nreturns, per_video)
+    return _summarise(ap, hits, res.n_gt, res.n_pred, tags, det_nreturns, tag_nreturns, per_video,
+                      (res.det_hits, res.video_gt))  # fmt: skip
