@@ -92,3 +92,40 @@ def test_metrics_md_names_the_text_encoder(tmp_path):
     assert "text encoder **hash** (fallback: transformers is not installed" in text and "2 test videos" in text
     assert data_record(tmp_path / "real") == {"root": str(tmp_path / "real")}  # a real data set root: no world
     assert "Data:" not in metrics_markdown({}, "run")
+
+
+def _per_video(rng, p: float) -> dict:
+    """``metrics["per_video"]`` of 30 test videos whose recall is about ``p`` (the same videos for every model)."""
+    import numpy as np
+
+    from uasan.evaluation import VideoScores
+
+    n_gt = np.random.default_rng(0).integers(1, 6, 30)
+    hits = np.stack([rng.binomial(n_gt, p), rng.binomial(n_gt, min(1.0, p + 0.1))], 1)
+    vs = VideoScores(tuple(f"v{i}" for i in range(30)), rng.uniform(0, 2 * p, 30), hits, n_gt.astype(float), (50, 100))
+    return {mode: {s: vs.to_dict() for s in ("novel", "all")} for mode in ("SGDet", "SGCls", "PredCls")}
+
+
+def test_intervals_and_paired_comparisons_in_the_reports(tmp_path):
+    import numpy as np
+
+    from uasan.evaluation import compare_runs
+
+    rng = np.random.default_rng(1)
+    m = run_metrics(0.3)
+    m["PredCls"]["novel"]["ci95"] = {"mAP": [0.3, 0.4], "R@50": [0.31, 0.42], "R@100": [0.32, 0.43]}
+    m["per_video"], random = _per_video(rng, 0.5), {**run_metrics(0.01), "per_video": _per_video(rng, 0.05)}
+    m["baselines"] = {"random": random}
+    m["comparisons"] = {"random": compare_runs(m["per_video"], random["per_video"])}
+    md = metrics_markdown(m, "run")
+    assert "36.00 [31.00, 42.00]" in md and "95 % bootstrap interval" in md  # PredCls novel R@50 with its interval
+    rows = [r for r in section(md, "UASAN against the baselines") if not r.startswith("| difference")]
+    assert len(rows) == 1 and rows[0].startswith("| UASAN − random | +") and rows[0].count("*") == 12  # all clear
+    results = {
+        v: {**run_metrics(x), "per_video": _per_video(rng, x)} for v, x in (("A", 0.1), ("B", 0.11), ("full", 0.6))
+    }
+    write_ablation(tmp_path, results)
+    diffs = section((tmp_path / "ablation.md").read_text(), "Differences between variants")
+    diffs = [r for r in diffs if not r.startswith("| difference")]
+    assert [r.split(" |")[0] for r in diffs] == ["| B − A", "| full − B", "| full − A"]
+    assert diffs[1].count("*") == 8 and "B − A" in diffs[0]  # full is far above B on every column

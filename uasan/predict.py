@@ -47,6 +47,7 @@ from uasan.evaluation import (
     split_categories,
     trajectory_recall,
 )
+from uasan.evaluation.bootstrap import bootstrap_intervals, video_scores
 from uasan.evaluation.columns import ColumnarRelations
 from uasan.files import atomic_write_text, check_writable
 from uasan.inference import (
@@ -242,7 +243,9 @@ def evaluate_predictions(
     predictions: dict[str, dict[str, Any]],
     split: dict[str, Any],
 ) -> dict[str, Any]:
-    """``{mode: {split: {mAP, R@50, R@100}}, "RelTag": {split: {P@1, P@5, P@10}}}`` (the official evaluator).
+    """``{mode: {split: {mAP, R@50, R@100, ci95}}, "RelTag": {split: {P@1, P@5, P@10}}, "per_video": {mode: {split:
+    VideoScores}}}`` (the official evaluator; ``ci95``: each metric's 95 % bootstrap interval over the test videos,
+    :mod:`uasan.evaluation.bootstrap`; ``per_video`` the numbers behind it, for paired comparisons).
 
     ``predictions``: ``{mode: {split: predictions}}``, each the official dicts or columns (:func:`predict`'s two
     outputs); the ground truth is filtered to each split. Relation tagging is computed from the SGDet predictions,
@@ -251,6 +254,7 @@ def evaluate_predictions(
     """
     out: dict[str, Any] = {}
     tags: dict[str, dict[str, float]] = {}
+    per_video: dict[str, dict[str, Any]] = {}
     gt_columns = groundtruth if isinstance(groundtruth, ColumnarRelations) else None
     for mode, by_split in predictions.items():
         out[mode] = {}
@@ -261,17 +265,21 @@ def evaluate_predictions(
                     gt_columns = RelationColumns.from_dicts(groundtruth, scores=False, op="evaluate_predictions")
                 gt = gt_columns
             objects, preds = split_categories(split, name)
-            ev = RelationEvaluator(gt, objects=objects, predicates=preds, check_boxes="used")
+            ev = RelationEvaluator(gt, objects=objects, predicates=preds, check_boxes="used", per_video=True)
             if isinstance(pred, ColumnarRelations):
                 ev.process_columns(pred)
             else:
                 for vid, rels in pred.items():
                     ev.process(vid, rels)
             m = ev.evaluate()
+            videos = video_scores(m["per_video"], m["per_video_hits"], m["per_video_gt"], (50, 100))
             out[mode][name] = {k: m[k] for k in ("mAP", "R@50", "R@100")}
+            out[mode][name]["ci95"] = bootstrap_intervals(videos)  # over the test videos, seeded
+            per_video.setdefault(mode, {})[name] = videos.to_dict()
             if mode == "SGDet":
                 tags[name] = {k: m[k] for k in ("P@1", "P@5", "P@10")}
     out["RelTag"] = tags
+    out["per_video"] = per_video
     return out
 
 

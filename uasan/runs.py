@@ -44,6 +44,7 @@ RUN_ENTRIES = (
     "model.pt",
     "metrics.json",
     "metrics.md",
+    "per_video.json",
     "curves.png",
     "predictions",
     "visualize",  # OUT/visualize/<first test video>.png (uasan.visualize.run_picture)

@@ -39,6 +39,7 @@ from uasan.engine.repro import build_dataloader, resolve_device, seed_everything
 from uasan.engine.run_folder import clear_entries
 from uasan.engine.threads import configure_threads
 from uasan.engine.trainer import Trainer, build_optimizer, warmup_cosine_schedule
+from uasan.evaluation.bootstrap import compare_runs, strip_per_video
 from uasan.files import atomic_write_text
 from uasan.models.config import VARIANTS
 from uasan.reports import data_record, metrics_markdown, pct, write_ablation
@@ -386,7 +387,13 @@ def _run(cfg, out, stage, resume, progress, variants, evaluate, overwrite) -> di
         metrics["baselines"] = baselines
         metrics["random_baseline"] = baselines["random"]  # the earlier releases' key, kept for their readers
         metrics["data"] = data_record(root)  # the root, and for a generated world its seed, sizes, text encoder
-        P.write_json(vout / "metrics.json", metrics)
+        # UASAN minus each baseline, paired over the test videos; the per-video numbers go to their own file
+        metrics["comparisons"] = {b: compare_runs(metrics["per_video"], m["per_video"]) for b, m in baselines.items()}
+        P.write_json(
+            vout / "per_video.json",
+            {"UASAN": metrics["per_video"], **{b: m["per_video"] for b, m in baselines.items()}},
+        )
+        P.write_json(vout / "metrics.json", strip_per_video(metrics))
         atomic_write_text(vout / "metrics.md", metrics_markdown(metrics, f"UASAN ({variant}) on {root}"))
         log = vout / "stage2" / "log.jsonl"
         if log.is_file() and read_jsonl(log):

@@ -3,6 +3,7 @@ open-vocabulary SGDet / SGCls / PredCls × split protocol, trajectory classifica
 the trainer, relations as columns (:mod:`~uasan.evaluation.columns`) and the fast file readers
 (:mod:`~uasan.evaluation.files`). See :mod:`uasan.evaluation.relations` for the exact definitions."""
 
+from uasan.evaluation.bootstrap import VideoScores, bootstrap_intervals, compare_runs, paired_difference
 from uasan.evaluation.columns import RelationColumns
 from uasan.evaluation.evaluator import RelationEvaluator
 from uasan.evaluation.files import (
@@ -31,12 +32,16 @@ __all__ = [
     "RelationEvaluator",
     "RelationFile",
     "RelationMatch",
+    "VideoScores",
+    "bootstrap_intervals",
+    "compare_runs",
     "evaluate_files",
     "evaluate_open_vocabulary",
     "evaluate_relations",
     "evaluate_relations_ref",
     "filter_groundtruth",
     "match_relations",
+    "paired_difference",
     "read_annotations",
     "read_files",
     "read_groundtruth",

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VideoScores", "bootstrap_intervals", "paired_difference", "video_scores"]
+__all__ = [
+    "VideoScores",
+    "bootstrap_intervals",
+    "compare_runs",
+    "paired_difference",
+    "strip_per_video",
+    "video_scores",
+]
 
 DEFAULT_REPLICATES = 1000
 DEFAULT_SEED = 0
@@ -123,3 +130,29 @@ def paired_difference(
             "significant": bool(lo > 0 or hi < 0),
         }
     return out
+
+
+def compare_runs(
+    per_video_a: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    per_video_b: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    *,
+    replicates: int = DEFAULT_REPLICATES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """``{mode: {split: paired_difference(a, b)}}`` over the modes and splits both runs have, from the
+    ``metrics["per_video"]`` of two evaluations on the same test videos (``{mode: {split: VideoScores.to_dict()}}``,
+    as :func:`uasan.predict.evaluate_predictions` gives them)."""
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for mode, by_split in per_video_a.items():
+        for split, a in by_split.items():
+            b = per_video_b.get(mode, {}).get(split)
+            if b is not None:
+                out.setdefault(mode, {})[split] = paired_difference(
+                    VideoScores.from_dict(a), VideoScores.from_dict(b), replicates=replicates, seed=seed
+                )
+    return out
+
+
+def strip_per_video(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` without the per-video numbers (``"per_video"`` at any depth): what ``metrics.json`` keeps."""
+    return {k: strip_per_video(v) if isinstance(v, Mapping) else v for k, v in metrics.items() if k != "per_video"}
