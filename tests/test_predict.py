@@ -222,7 +222,10 @@ def test_run_evaluation_files_tagging_from_sgdet(world, tmp_path, capsys):
             got = evaluate_files(root, tmp_path / f"{mode}_{s}.json", objects=objects, predicates=predicates)
             header = json.loads((tmp_path / f"{mode}_{s}.json").read_text())  # uasan.predict's fields too
             assert (header["mode"], header["split"]) == (mode, s)
-            assert {k: got[k] for k in ("mAP", "R@50", "R@100")} == pytest.approx(metrics[mode][s], abs=1e-12)
+            want = {k: metrics[mode][s][k] for k in ("mAP", "R@50", "R@100")}
+            assert {k: got[k] for k in ("mAP", "R@50", "R@100")} == pytest.approx(want, abs=1e-12)
+            for k, (lo, hi) in metrics[mode][s]["ci95"].items():  # the bootstrap interval brackets the estimate
+                assert lo <= want[k] + 1e-12 and want[k] <= hi + 1e-12
             if mode == "SGDet":  # relation tagging is the SGDet predictions' P@K
                 assert metrics["RelTag"][s] == {k: got[k] for k in ("P@1", "P@5", "P@10")}
     pred = json.loads((tmp_path / "SGDet_all.json").read_text())["results"]

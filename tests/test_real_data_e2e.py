@@ -36,7 +36,7 @@ def test_repro_layout_with_a_tiny_blip2_checkpoint(tmp_path, capsys):
     assert set(metrics["baselines"]) == {"random", "base_probe", "stage0_zero_shot"}
     for who in (metrics, *metrics["baselines"].values()):
         for mode in ("SGDet", "SGCls", "PredCls"):
-            assert set(who[mode]["all"]) == {"mAP", "R@50", "R@100"}
+            assert set(who[mode]["all"]) == {"mAP", "R@50", "R@100", "ci95"}
     md = (out / "metrics.md").read_text()
     assert "| UASAN | PredCls | " in md and "stage-0 zero-shot" in md
     pred = json.loads((out / "predictions" / "PredCls_all.json").read_text())

@@ -34,11 +34,18 @@ def test_outputs_and_metrics_shape(trained):
     for who in (metrics, *metrics["baselines"].values()):
         for mode in ("SGDet", "SGCls", "PredCls"):
             for split in ("novel", "all"):
-                assert set(who[mode][split]) == {"mAP", "R@50", "R@100"}
-                assert all(0.0 <= v <= 1.0 for v in who[mode][split].values())
+                m = who[mode][split]
+                assert set(m) == {"mAP", "R@50", "R@100", "ci95"} and set(m["ci95"]) == {"mAP", "R@50", "R@100"}
+                assert all(0.0 <= m[k] <= 1.0 and m["ci95"][k][0] <= m[k] + 1e-9 <= m["ci95"][k][1] + 2e-9
+                           for k in ("mAP", "R@50", "R@100"))  # fmt: skip
         assert set(who["RelTag"]["all"]) == {"P@1", "P@5", "P@10"}
         assert set(who["trajectory"]) == {"novel", "base", "all"}
         assert set(who["trajectory"]["all"]) == {"R@5", "R@10"}
+    assert set(metrics["comparisons"]) == {"random", "base_probe", "stage0_zero_shot"}
+    diff = metrics["comparisons"]["random"]["PredCls"]["novel"]["R@50"]
+    want = metrics["PredCls"]["novel"]["R@50"] - metrics["baselines"]["random"]["PredCls"]["novel"]["R@50"]
+    assert diff["diff"] == pytest.approx(want, abs=1e-6) and diff["ci"][0] <= diff["ci"][1]
+    assert "per_video" not in json.dumps(metrics) and (trained / "per_video.json").is_file()
     md = (trained / "metrics.md").read_text()
     for table in ("Trajectory classification (Table 1 layout)", "Relation detection (Table 2 layout)",
                   "Relation tagging (from the SGDet predictions"):  # fmt: skip
@@ -91,6 +98,7 @@ def test_evaluate_reads_the_split_of_a_train_written_prediction_file(trained, wo
     got = json.loads(out.read_text())
     assert (got["split"], got["mode"]) == ("novel", "PredCls")
     want = json.loads((trained / "metrics.json").read_text())["PredCls"]["novel"]
+    want = {k: v for k, v in want.items() if k != "ci95"}
     assert {k: got["metrics"][k] for k in want} == pytest.approx(want, abs=1e-9)
 
 

@@ -104,8 +104,8 @@ def test_per_video_counts_of_every_evaluator_path_add_up(seed):
     paths = [ref]
     if _ext.HAS_EXT:
         paths.append(evaluate_relations(gt, pred, per_video=True))
-        paths.append(evaluate_relations(RelationColumns.from_dicts(gt, scores=False), RelationColumns.from_dicts(pred, scores=True),
-                                        per_video=True))  # fmt: skip
+        gt_cols, pred_cols = RelationColumns.from_dicts(gt, scores=False), RelationColumns.from_dicts(pred, scores=True)
+        paths.append(evaluate_relations(gt_cols, pred_cols, per_video=True))
     for m in paths:
         assert m["per_video_hits"] == ref["per_video_hits"] and m["per_video_gt"] == ref["per_video_gt"]
     total = sum(ref["per_video_gt"].values())
