@@ -79,3 +79,19 @@ def test_custom_scorers_and_config(tiny_world):
     cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, topk_per_segment=1))
     res = C.ceilings(tiny_world, cfg, subset="test", triplet_scores=["product"], scorers={})
     assert set(res) == {"oracle", "coverage"}
+
+
+def test_run_rows_beside_the_oracle(tiny_world, tiny_run, tmp_path, capsys):
+    """--run OUT adds the run's UASAN and stage-0 zero-shot rows, scored with the same protocol as train's."""
+    import json
+
+    out = tmp_path / "ceil.json"
+    args = [str(tiny_world), "--quiet", "--triplet-score", "product", "--run", str(tiny_run), "--out", str(out)]
+    assert C.main(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"oracle", "random", "UASAN", "stage0_zero_shot", "coverage"}
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    for mode in C.MODES:  # the run's own metrics, recomputed
+        got = res["UASAN"]["product"][mode]["novel"]["R@50"]
+        assert got == pytest.approx(trained[mode]["novel"]["R@50"], abs=1e-6)
+    assert "| UASAN | product |" in capsys.readouterr().out

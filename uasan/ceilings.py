@@ -9,7 +9,8 @@ runs the project's own pipeline (:func:`uasan.predict.run_evaluation`) with *ora
 * predicates: each pair scores 1 for the predicates of the ground-truth relations it matches (vPoI > 0.9 on both
   members for proposals; identity for ground-truth trajectories), 0 elsewhere;
 
-for each triplet score (``product``, ``mean``), beside the random scorer, and reports per mode × split the
+for each triplet score (``product``, ``mean``), beside the random scorer (and, with ``--run OUT``, the run's UASAN
+and its stage-0 bridge used zero-shot, :func:`run_scorers`), and reports per mode × split the
 metrics and, for SGDet, the proposals' coverage bound (:func:`coverage_bound`): the share of ground-truth relations
 whose subject and object both match a proposal in at least one segment the relation overlaps; no scorer can detect
 the others, since every video relation is linked from segment candidates.
@@ -166,6 +167,21 @@ def ceilings(
     return out
 
 
+def run_scorers(run: str | Path, vocab: Vocabulary) -> dict[str, Any]:
+    """The scorers of a finished run folder ``OUT`` to put beside the oracle: ``UASAN`` (``OUT/model.pt``) and
+    ``stage0_zero_shot`` (the stage-0 bridge ``OUT/stage0/bridge.pt`` used zero-shot, when the run has one)."""
+    from uasan import predict as P
+    from uasan.baselines import pretrained_bridge, zero_shot_scorer
+
+    run = Path(run)
+    model, _, _ = P.load_model(run / "model.pt", what="--run")
+    scorers = {"UASAN": P.model_scorer(model, vocab)}
+    stage0 = run / "stage0" / "bridge.pt"
+    if stage0.is_file():
+        scorers["stage0_zero_shot"] = zero_shot_scorer(pretrained_bridge(model.spec, stage0), vocab)
+    return scorers
+
+
 def ceilings_markdown(result: dict[str, Any], title: str) -> str:
     """One row per scorer × triplet score: R@50 of every mode × split (percent), and the SGDet coverage bound."""
     cols = [(mode, s) for mode in MODES for s in SPLITS]
@@ -199,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--subset", default="test", help="subset to score (default: test)")
     ap.add_argument("--triplet-score", nargs="+", choices=TRIPLET_SCORES, default=list(TRIPLET_SCORES))
     ap.add_argument("--out", default=None, help="write the result as JSON (and a .md table beside it)")
+    ap.add_argument("--run", default=None, help="a finished run folder: its UASAN and stage-0 zero-shot rows too")
     ap.add_argument("--quiet", action="store_true", help="no progress")
     ap.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     args = ap.parse_args(argv)
@@ -208,7 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        result = ceilings(root, cfg, subset=args.subset, triplet_scores=args.triplet_score, progress=not args.quiet)
+        scorers = None
+        if args.run:
+            probe = SegmentDataset(root, args.subset, mode="PredCls", labels=False, features=False,
+                                   union_features=False, **cfg.data.dataset_options())  # fmt: skip
+            scorers = {"random": None, **run_scorers(args.run, probe.vocab)}
+        result = ceilings(root, cfg, subset=args.subset, triplet_scores=args.triplet_score, scorers=scorers,
+                          progress=not args.quiet)  # fmt: skip
     except ValueError as exc:
         print(f"ceilings: {exc}", file=sys.stderr)
         return 2
