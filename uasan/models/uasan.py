@@ -76,6 +76,7 @@ class UASAN(nn.Module):
         self.rel_scale = nn.Parameter(torch.tensor(math.log(1 / spec.tau_init)))  # τ_rel = exp(−rel_scale)
         self.fg_scale = nn.Parameter(torch.tensor(math.log(1 / spec.tau_init)))
         self._class_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._prompt_cache: dict[tuple, torch.Tensor] = {}
 
     def forward(self, stage: int, **inputs: object) -> dict[str, torch.Tensor]:
         """Training losses of ``stage`` 1 (:meth:`stage1_loss`) or 2 (:meth:`stage2_losses`); going through forward
@@ -178,9 +179,27 @@ class UASAN(nn.Module):
         """cos(to_itc(R), r_c) / τ_rel → (P, C); ``branch="fg"`` scores the fine-grained pair branch."""
         prompts = self.rel_prompts if branch == "R" else self.fg_prompts
         scale = self.rel_scale if branch == "R" else self.fg_scale
-        r_c = F.normalize(prompts(self.bridge, list(names)), dim=-1)  # (C, e)
+        r_c = F.normalize(self._prompt_embeddings(prompts, branch, names), dim=-1)  # (C, e)
         x = F.normalize(self.to_itc(feats[branch]), dim=-1)  # (P, e)
         return x @ r_c.t() * scale.clamp(max=math.log(100.0)).exp()
+
+    def _prompt_embeddings(self, prompts: nn.Module, branch: str, names: list[str]) -> torch.Tensor:
+        """r_c of every name (Eq. 9–10: the learned context and the name through the bridge's text path), (C, e).
+
+        Without gradients and in eval mode (inference, validation) they are computed once per name list and reused
+        for every batch — they were 60 % of a prediction pass. The cache key holds every parameter the text path
+        reads with its version counter, which any in-place update (an optimizer step, ``load_state_dict``) bumps, and
+        its storage, so a changed or moved weight is never served a stale embedding."""
+        if torch.is_grad_enabled() or self.training:
+            return prompts(self.bridge, list(names))
+        params = (*prompts.parameters(), *self.bridge.parameters())
+        versions = tuple((id(q), q._version, q.data_ptr()) for q in params)  # data_ptr: .to() swaps the storage
+        key = (branch, tuple(names), torch.is_autocast_enabled(), versions)
+        if key not in self._prompt_cache:
+            if len(self._prompt_cache) >= 8:  # a few name lists (novel, all, base) per model state
+                self._prompt_cache.clear()
+            self._prompt_cache[key] = prompts(self.bridge, list(names))
+        return self._prompt_cache[key]
 
     def stage2_losses(
         self,
