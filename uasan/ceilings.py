@@ -4,10 +4,11 @@ The protocol (RePro's per-segment inference → VidVRD-II's greedy association �
 instrument: a model comparison means something only where an oracle reaches near its ceiling (DESIGN §5). This
 runs the project's own pipeline (:func:`uasan.predict.run_evaluation`) with *oracle* scores:
 
-* objects: each trajectory scores 1 for the class of the ground truth it matches (the label assignment of DESIGN
-  §4, vIoU > 0.5, every class of the split; ground-truth trajectories by identity), background otherwise;
-* predicates: each pair scores 1 for the predicates of the ground-truth relations it matches (vPoI > 0.9 on both
-  members for proposals; identity for ground-truth trajectories), 0 elsewhere;
+* objects: each trajectory scores 1 for the class of the annotated object it is (:func:`matched_tids`: ground-truth
+  trajectories by identity, proposals by their best vIoU > 0.5 as in DESIGN §4, every class of the split),
+  background otherwise;
+* predicates: each pair scores 1 for the predicates of the relations active in the segment between the two objects
+  its members are, 0 elsewhere;
 
 for each triplet score (``product``, ``mean``), beside the random scorer (and, with ``--run OUT``, the run's UASAN
 and its stage-0 bridge used zero-shot, :func:`run_scorers`), and reports per mode × split the
@@ -104,12 +105,13 @@ def oracle_scorer(root: str | Path, subset: str, cfg: TrainConfig, split: dict[s
 
 
 def coverage_bound(
-    root: str | Path, subset: str, cfg: TrainConfig, split: dict[str, Any], split_name: str
-) -> dict[str, float]:
-    """SGDet's coverage bound on ``subset``: ``{"covered", "total", "bound"}`` over the ground-truth relations of
-    ``split_name`` (novel: novel predicates; all). A relation is covered when, in at least one segment with
+    root: str | Path, subset: str, cfg: TrainConfig, split: dict[str, Any], split_names: Sequence[str] = SPLITS
+) -> dict[str, dict[str, float]]:
+    """SGDet's coverage bound on ``subset``: ``{split name: {"covered", "total", "bound"}}`` over the ground-truth
+    relations of each split (novel: novel predicates; all). A relation is covered when, in at least one segment with
     proposals in which it is active, both its subject and its object are the match of some proposal
-    (:func:`matched_tids`): only then can a segment candidate — and so a video relation — be built on it."""
+    (:func:`matched_tids`): only then can a segment candidate — and so a video relation — be built on it. The
+    proposals are matched once; each split only counts."""
     ds = SegmentDataset(root, subset, split=split, mode="SGDet", labels=False, features=False, union_features=False,
                         **cfg.data.dataset_options())  # fmt: skip
     covered: set[tuple[str, int]] = set()  # (vid, relation index)
@@ -121,16 +123,19 @@ def coverage_bound(
             rel = ann.relations[r]
             if rel.subject_tid in tids and rel.object_tid in tids:
                 covered.add((seg.video_id, int(r)))
-    objects, predicates = split_categories(split, split_name)
-    total = hit = 0
-    for vid in ds.videos.videos:
-        ann = ds.annotation(vid)
-        for r, rel in enumerate(ann.relations):
-            names = (ann.category(rel.subject_tid), ann.category(rel.object_tid))
-            if (predicates is None or rel.predicate in predicates) and (objects is None or set(names) <= objects):
-                total += 1
-                hit += (vid, r) in covered
-    return {"covered": hit, "total": total, "bound": hit / total if total else 0.0}
+    out = {}
+    for name in split_names:
+        objects, predicates = split_categories(split, name)
+        total = hit = 0
+        for vid in ds.videos.videos:
+            ann = ds.annotation(vid)
+            for r, rel in enumerate(ann.relations):
+                names = (ann.category(rel.subject_tid), ann.category(rel.object_tid))
+                if (predicates is None or rel.predicate in predicates) and (objects is None or set(names) <= objects):
+                    total += 1
+                    hit += (vid, r) in covered
+        out[name] = {"covered": hit, "total": total, "bound": hit / total if total else 0.0}
+    return out
 
 
 def ceilings(
@@ -140,11 +145,13 @@ def ceilings(
     subset: str = "test",
     triplet_scores: Sequence[str] = TRIPLET_SCORES,
     scorers: dict[str, Any] | None = None,
+    run: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """``{"oracle": {score: metrics}, <name>: {score: metrics}, "coverage": {split: coverage_bound}}``; metrics as
     :func:`uasan.predict.run_evaluation` gives them (``{mode: {split: {mAP, R@50, R@100}}, ...}``). ``scorers``:
-    more rows (default: ``random``), run with the same protocol."""
+    more rows (default: ``random``), run with the same protocol; ``run``: a finished run folder whose UASAN and
+    zero-shot rows follow them (:func:`run_scorers`)."""
     from uasan import predict as P
 
     root = Path(root)
@@ -152,7 +159,9 @@ def ceilings(
                            **cfg.data.dataset_options())  # fmt: skip
     split, vocab = probe.split, probe.vocab  # as training resolves them (ROOT/splits.json, else the data set's)
     gt = load_groundtruth(root, subset, val_fraction=cfg.data.val_fraction, val_seed=cfg.data.val_seed)
-    more = {"random": None} if scorers is None else scorers
+    more = {"random": None} if scorers is None else dict(scorers)
+    if run is not None:
+        more.update(run_scorers(run, vocab))
     rows = {"oracle": oracle_scorer(root, subset, cfg, split, vocab), **more}
     out: dict[str, Any] = {}
     for name, scorer in rows.items():
@@ -163,7 +172,7 @@ def ceilings(
             m = P.run_evaluation(s, root, vocab, run_cfg, split, progress=progress, groundtruth=gt, subset=subset,
                                  label=f"{name} ({how})")  # fmt: skip
             out[name][how] = {mode: m[mode] for mode in MODES}
-    out["coverage"] = {name: coverage_bound(root, subset, cfg, split, name) for name in SPLITS}
+    out["coverage"] = coverage_bound(root, subset, cfg, split)
     return out
 
 
@@ -225,12 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
-        scorers = None
-        if args.run:
-            probe = SegmentDataset(root, args.subset, mode="PredCls", labels=False, features=False,
-                                   union_features=False, **cfg.data.dataset_options())  # fmt: skip
-            scorers = {"random": None, **run_scorers(args.run, probe.vocab)}
-        result = ceilings(root, cfg, subset=args.subset, triplet_scores=args.triplet_score, scorers=scorers,
+        result = ceilings(root, cfg, subset=args.subset, triplet_scores=args.triplet_score, run=args.run,
                           progress=not args.quiet)  # fmt: skip
     except ValueError as exc:
         print(f"ceilings: {exc}", file=sys.stderr)

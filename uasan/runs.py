@@ -2,11 +2,11 @@
 made before it writes anything (see :mod:`uasan.engine.run_folder` for the generic part).
 
 A fresh run refuses a folder that holds another run (``--overwrite`` deletes that run's entries, RUN_ENTRIES, and
-keeps a generated world of the same seed in ``OUT/data``); ``--resume`` first checks that the config equals the
-stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses ``OUT/stage0/bridge.pt`` and
-``--stage 2`` (and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for the same bridge
-(``STAGE0_FIELDS``, BRIDGE_FIELDS); ``--resume`` on a folder that does not exist or is empty is refused (nothing to
-resume). Real data needs a BLIP-2 checkpoint (:func:`check_bridge_source`).
+keeps a generated world in ``OUT/data`` when its generation record is this run's); ``--resume`` first checks that
+the config equals the stored ``OUT/config.yaml`` and names every key that differs; ``--stage 1`` reuses
+``OUT/stage0/bridge.pt`` and ``--stage 2`` (and ``--resume``) ``OUT/stage1/bridge.pt`` only when it was trained for
+the same bridge (``STAGE0_FIELDS``, BRIDGE_FIELDS); ``--resume`` on a folder that does not exist or is empty is
+refused (nothing to resume). Real data needs a BLIP-2 checkpoint (:func:`check_bridge_source`).
 """
 
 from __future__ import annotations

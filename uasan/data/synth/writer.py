@@ -223,6 +223,20 @@ def generation_record(
     """What defines the world :func:`generate` writes with these arguments (a subset of its ``meta.json``), computed
     without generating it: a world on disk may be reused only when :func:`world_differences` finds none."""
     feat, corpus_cfg, counts = _settings(videos, subsets, size, tokens, visual_dim, features, pretrain)
+    return _record(seed, size, counts, tokens, feat, resolve_text_encoder(text_encoder), corpus_cfg, write_pretrain)
+
+
+def _record(
+    seed: int,
+    size: str,
+    counts: dict[str, int],
+    tokens: int,
+    feat: FeatureConfig,
+    text_encoder: str,
+    corpus_cfg: CorpusConfig,
+    write_pretrain: bool,
+) -> dict[str, Any]:
+    """The fields of ``meta.json`` that define a world; :func:`generate` writes them, completed by the rest."""
     return {
         "generator": "uasan.data.synth",
         "format_version": FORMAT_VERSION,
@@ -231,7 +245,7 @@ def generation_record(
         "videos": counts,
         "tokens": tokens,
         "dim": feat.visual_dim,
-        "text_encoder": {"name": resolve_text_encoder(text_encoder)},
+        "text_encoder": {"name": text_encoder},
         "features": feat.to_dict(),
         "pretrain": {"config": corpus_cfg.to_dict()} if write_pretrain else None,
     }
@@ -340,21 +354,14 @@ def generate(
     }
     _write_json(root / "splits.json", splits)
     meta = {
-        "generator": "uasan.data.synth",
-        "format_version": FORMAT_VERSION,
-        "seed": seed,
-        "size": size,
-        "videos": counts,
+        **_record(seed, size, counts, tokens, feat, enc.name, corpus_cfg, write_pretrain),
         "frame_size": [WIDTH, HEIGHT],
         "fps": FPS,
         "segment": {"length": SEGMENT_LENGTH, "stride": SEGMENT_STRIDE},
         "proposal_filter": {"min_boxes": MIN_PROPOSAL_BOXES, "min_size": MIN_PROPOSAL_SIZE},
         "max_proposals": preset.max_proposals,
-        "tokens": tokens,
-        "dim": feat.visual_dim,
         "text_encoder": {"name": enc.name, "description": enc.description, "dim": enc.dim, "fallback": enc.fallback},
         "vision_encoder": vision.describe(),
-        "features": feat.to_dict(),
         "feature_mix": {
             "trajectory": "v(category) + w_action v(action) + w_instance a_object + w_style s_video + noise",
             "union": "sum_k w_k v(predicate_k) / sum_k w_k + w_pair (v(subject) + v(object)) / 2 + w_style s_video "
